@@ -1,0 +1,163 @@
+"""Facts computed from a model's architecture config alone: parameter count,
+weight bytes per precision, KV-cache bytes per token, FLOPs per token.
+
+These are the numbers vLLM's own reports are checked against (weights GiB, KV
+capacity) and the inputs of the hardware-limit (roofline) model. Only the dense
+decoder families of the catalog (Qwen2, Llama) are described; anything else
+raises rather than guessing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .catalog import PrecisionSpec
+
+GIB = 1024**3
+
+_DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+_SUPPORTED_TYPES = {"qwen2", "llama"}
+
+
+@dataclass(frozen=True)
+class Architecture:
+    model_type: str
+    hidden: int
+    intermediate: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    vocab: int
+    tied_embeddings: bool
+    qkv_bias: bool
+    max_position: int
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> "Architecture":
+        model_type = cfg.get("model_type")
+        if model_type not in _SUPPORTED_TYPES:
+            raise ValueError(
+                f"analytic model supports model_type {sorted(_SUPPORTED_TYPES)}, not {model_type!r}"
+            )
+        heads = int(cfg["num_attention_heads"])
+        hidden = int(cfg["hidden_size"])
+        return cls(
+            model_type=model_type,
+            hidden=hidden,
+            intermediate=int(cfg["intermediate_size"]),
+            layers=int(cfg["num_hidden_layers"]),
+            heads=heads,
+            kv_heads=int(cfg.get("num_key_value_heads", heads)),
+            head_dim=int(cfg.get("head_dim") or hidden // heads),
+            vocab=int(cfg["vocab_size"]),
+            tied_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+            # Qwen2 always carries q/k/v biases; Llama only when attention_bias is set.
+            qkv_bias=model_type == "qwen2" or bool(cfg.get("attention_bias", False)),
+            max_position=int(cfg.get("max_position_embeddings", 4096)),
+        )
+
+    # --- parameter groups -------------------------------------------------
+    @property
+    def q_dim(self) -> int:
+        return self.heads * self.head_dim
+
+    @property
+    def kv_dim(self) -> int:
+        return self.kv_heads * self.head_dim
+
+    @property
+    def linear_params_per_layer(self) -> int:
+        """Weights of the seven projections (q, k, v, o, gate, up, down), no biases."""
+        attn = self.hidden * self.q_dim + 2 * self.hidden * self.kv_dim + self.q_dim * self.hidden
+        mlp = 3 * self.hidden * self.intermediate
+        return attn + mlp
+
+    @property
+    def linear_out_features_per_layer(self) -> int:
+        """Output channels of those projections: the number of per-channel scales."""
+        return self.q_dim + 2 * self.kv_dim + self.hidden + 2 * self.intermediate + self.hidden
+
+    @property
+    def small_params_per_layer(self) -> int:
+        """Norm weights and q/k/v biases: kept in 16 bits by every quantisation."""
+        bias = (self.q_dim + 2 * self.kv_dim) if self.qkv_bias else 0
+        return 2 * self.hidden + bias
+
+    @property
+    def embedding_params(self) -> int:
+        return self.vocab * self.hidden
+
+    @property
+    def lm_head_params(self) -> int:
+        return 0 if self.tied_embeddings else self.vocab * self.hidden
+
+    @property
+    def total_params(self) -> int:
+        per_layer = self.linear_params_per_layer + self.small_params_per_layer
+        return self.embedding_params + self.lm_head_params + self.layers * per_layer + self.hidden
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """Per model and precision; all sizes in bytes unless named otherwise."""
+
+    params: int
+    params_non_embedding: int
+    weight_bytes: int
+    rope_cache_bytes: int
+    kv_bytes_per_token: int
+    flops_per_token: int  # forward pass, excluding attention over the context
+    attn_flops_per_token_per_ctx: int  # add this times the context length
+
+    @property
+    def weights_gib(self) -> float:
+        return (self.weight_bytes + self.rope_cache_bytes) / GIB
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["weights_gib"] = self.weights_gib
+        d["kv_kib_per_token"] = self.kv_bytes_per_token / 1024
+        return d
+
+
+def kv_dtype_bytes(precision: PrecisionSpec, kv_cache_dtype: str = "auto") -> int:
+    if kv_cache_dtype.startswith("fp8"):
+        return 1
+    return _DTYPE_BYTES[precision.dtype]
+
+
+def model_facts(cfg: dict[str, Any], precision: PrecisionSpec, kv_cache_dtype: str = "auto") -> ModelFacts:
+    arch = Architecture.from_config(cfg)
+    act = _DTYPE_BYTES[precision.dtype]
+    linear = arch.layers * arch.linear_params_per_layer
+    small = arch.layers * arch.small_params_per_layer + arch.hidden
+    embeddings = arch.embedding_params + arch.lm_head_params
+    if precision.quantization_config or precision.quantization:
+        # Quantised projections: one byte per weight plus float32 scales (one per
+        # output channel for W8A8 int8, one per tensor for dynamic fp8).
+        # Embeddings, lm_head, norms and biases stay in the activation dtype.
+        if precision.quantization == "fp8":
+            scales = arch.layers * 7 * 4
+        else:
+            scales = arch.layers * arch.linear_out_features_per_layer * 4
+        weight_bytes = linear * precision.weight_bits // 8 + scales + (embeddings + small) * act
+    else:
+        weight_bytes = (linear + small + embeddings) * act
+    # vLLM keeps one cos/sin table of max_position x head_dim in the model dtype.
+    rope = arch.max_position * arch.head_dim * act
+    kv = arch.layers * 2 * arch.kv_dim * kv_dtype_bytes(precision, kv_cache_dtype)
+    # 2 FLOPs per multiply-accumulate for every projection and the lm_head.
+    flops = 2 * (linear + arch.vocab * arch.hidden)
+    # q.k^T and attention-weighted V: 2 matmuls x 2 FLOPs x heads x head_dim per context token.
+    attn = arch.layers * 2 * 2 * arch.q_dim
+    return ModelFacts(
+        params=arch.total_params,
+        params_non_embedding=arch.total_params - arch.embedding_params,
+        weight_bytes=int(weight_bytes),
+        rope_cache_bytes=int(rope),
+        kv_bytes_per_token=int(kv),
+        flops_per_token=int(flops),
+        attn_flops_per_token_per_ctx=int(attn),
+    )

@@ -1,0 +1,72 @@
+"""vLLM engine arguments for a configuration, as keyword arguments (offline
+engine) or command-line flags (``vllm serve``, ``vllm bench latency``), so that
+every tool we compare runs the very same engine."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from .. import catalog
+from ..modeldir import ModelSource
+from ..platform import detect
+
+EXTENSION = "slmstudy.engine.vllm_ext.SlmstudyWorkerExtension"
+
+
+def engine_kwargs(source: ModelSource, precision_key: str, engine: dict[str, Any], seed: int) -> dict[str, Any]:
+    prec = catalog.precision(precision_key)
+    kw: dict[str, Any] = {
+        "model": source.model,
+        "load_format": source.load_format,
+        "dtype": prec.dtype,
+        "max_model_len": engine["max_model_len"],
+        "gpu_memory_utilization": engine["gpu_memory_utilization"],
+        "enforce_eager": engine["enforce_eager"],
+        "enable_prefix_caching": engine["enable_prefix_caching"],
+        "kv_cache_dtype": engine["kv_cache_dtype"],
+        "seed": seed,
+        # Dummy weights come without a tokenizer: prompts are token IDs and
+        # outputs are never detokenised.
+        "skip_tokenizer_init": source.weights == "dummy",
+    }
+    if prec.quantization:
+        kw["quantization"] = prec.quantization
+    for opt in ("max_num_seqs", "max_num_batched_tokens"):
+        if engine.get(opt) is not None:
+            kw[opt] = engine[opt]
+    backend = engine.get("attention_backend") or prec.attention_backend
+    if backend and detect().engine_kind == "cuda":
+        # FlashAttention has no fp32 kernels; the CPU engine has a single backend.
+        kw["attention_backend"] = backend
+    kw.update(engine.get("extra_args") or {})
+    return kw
+
+
+def check_extra_args(names: list[str]) -> list[str]:
+    """Names in ``extra_args`` that vLLM's engine arguments do not have."""
+    if not names:
+        return []
+    from vllm.engine.arg_utils import AsyncEngineArgs
+
+    known = {f.name for f in dataclasses.fields(AsyncEngineArgs)}
+    return [n for n in names if n not in known]
+
+
+def cli_flags(kwargs: dict[str, Any]) -> list[str]:
+    """``{"max_model_len": 4096, "enforce_eager": True}`` -> ``--max-model-len 4096 --enforce-eager``."""
+    flags: list[str] = []
+    for key, value in kwargs.items():
+        if key == "model":
+            continue
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            # vLLM's boolean options take --x / --no-x.
+            flags.append(flag if value else "--no-" + key.replace("_", "-"))
+        elif isinstance(value, (dict, list)):
+            import json
+
+            flags += [flag, json.dumps(value)]
+        elif value is not None:
+            flags += [flag, str(value)]
+    return flags

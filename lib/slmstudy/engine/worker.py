@@ -1,0 +1,256 @@
+"""Runs inside the child process of one engine configuration.
+
+``python -m slmstudy.engine.worker SPEC_JSON OUT_DIR`` starts the telemetry
+sampler, starts vLLM's async engine, measures every workload point of the spec
+from the token stream, and journals everything to ``OUT_DIR/events.jsonl`` as it
+goes. The runner (parent process) turns the journal into tables.
+
+Why the async engine with streaming: vLLM V1's offline ``LLM.generate`` returns
+``RequestOutput.metrics = None``, so time to first token and inter-token gaps
+must be taken from the stream, at the moment each token reaches the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+import traceback
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import catalog, modeldir
+from ..telemetry.sampler import Sampler
+from .args import EXTENSION, engine_kwargs
+from .journal import Journal
+from .spec import ConfigSpec, OverheadCheck, Point
+
+# Prompt token IDs are drawn from this range: valid in every catalog vocabulary
+# and clear of the special tokens at the top of Qwen2's and Llama 3's vocabularies.
+TOKEN_LOW, TOKEN_HIGH = 1000, 100_000
+
+
+def prompt_ids(seed: int, tag: int, batch: int, input_len: int, vocab: int) -> list[list[int]]:
+    """Deterministic, distinct random prompts (no shared prefixes, so no cache hits)."""
+    rng = np.random.default_rng([seed, tag])
+    high = min(TOKEN_HIGH, vocab)
+    return rng.integers(TOKEN_LOW, high, size=(batch, input_len)).tolist()
+
+
+class Stream:
+    """What one request's token stream looked like, in perf_counter seconds."""
+
+    __slots__ = ("submit", "arrivals", "counts", "finished")
+
+    def __init__(self) -> None:
+        self.submit = 0.0
+        self.arrivals: list[float] = []
+        self.counts: list[int] = []
+        self.finished = False
+
+    def summary(self, t0: float) -> dict[str, Any]:
+        n = sum(self.counts)
+        first = self.arrivals[0] if self.arrivals else float("nan")
+        last = self.arrivals[-1] if self.arrivals else float("nan")
+        gaps = np.diff(self.arrivals).astype(np.float32) if len(self.arrivals) > 1 else np.zeros(0, np.float32)
+        return {
+            "submit_offset_s": self.submit - t0,
+            "ttft_s": first - self.submit,
+            "e2e_s": last - self.submit,
+            "output_tokens": n,
+            "chunks": len(self.arrivals),
+            # Time per output token after the first: the decode speed one user sees.
+            "tpot_s": (last - first) / (n - 1) if n > 1 else float("nan"),
+            "itl_s": gaps.tolist(),
+        }
+
+
+async def _request(engine: Any, ids: list[int], sp: Any, rid: str) -> Stream:
+    from vllm.inputs import TokensPrompt
+
+    s = Stream()
+    s.submit = time.perf_counter()
+    async for out in engine.generate(TokensPrompt(prompt_token_ids=ids), sp, request_id=rid):
+        now = time.perf_counter()
+        n = len(out.outputs[0].token_ids)  # DELTA outputs: only the new tokens
+        if n:
+            s.arrivals.append(now)
+            s.counts.append(n)
+        if out.finished:
+            s.finished = True
+            break
+    return s
+
+
+async def run_batch(engine: Any, prompts: list[list[int]], output_len: int, temperature: float, tag: str) -> dict[str, Any]:
+    """Submit all prompts at once and time every token as it arrives."""
+    from vllm import SamplingParams
+    from vllm.sampling_params import RequestOutputKind
+
+    sp = SamplingParams(
+        max_tokens=output_len,
+        ignore_eos=True,  # fixed output length whatever the weights say
+        temperature=temperature,
+        output_kind=RequestOutputKind.DELTA,
+        detokenize=False,
+    )
+    t0 = time.perf_counter()
+    streams = await asyncio.gather(
+        *(_request(engine, ids, sp, f"{tag}-{i}-{uuid.uuid4().hex[:6]}") for i, ids in enumerate(prompts))
+    )
+    t_end = max((s.arrivals[-1] for s in streams if s.arrivals), default=time.perf_counter())
+    wall = t_end - t0
+    requests = [s.summary(t0) for s in streams]
+    tokens = sum(r["output_tokens"] for r in requests)
+    return {
+        "wall_s": wall,
+        "output_tokens": tokens,
+        "input_tokens": sum(len(p) for p in prompts),
+        "output_tok_s": tokens / wall if wall > 0 else float("nan"),
+        "req_per_min": 60 * len(prompts) / wall if wall > 0 else float("nan"),
+        "short_outputs": sum(1 for r in requests if r["output_tokens"] != output_len),
+        "requests": requests,
+    }
+
+
+async def measure_point(engine: Any, spec: ConfigSpec, idx: int, point: Point, vocab: int, journal: Journal) -> None:
+    labels = {"point": point.name, "batch": point.batch, "input_len": point.input_len, "output_len": point.output_len}
+    for w in range(point.warmup):
+        prompts = prompt_ids(spec.seed, 1_000_000 * (idx + 1) + 900_000 + w, point.batch, point.input_len, vocab)
+        with journal.phase("warmup", rep=w, **labels):
+            await run_batch(engine, prompts, point.output_len, point.temperature, f"w{idx}.{w}")
+    for rep in range(point.repetitions):
+        prompts = prompt_ids(spec.seed, 1_000_000 * (idx + 1) + rep, point.batch, point.input_len, vocab)
+        with journal.phase("run", rep=rep, **labels) as extra:
+            t0 = time.time()
+            result = await run_batch(engine, prompts, point.output_len, point.temperature, f"r{idx}.{rep}")
+            extra["wall_s"] = result["wall_s"]
+        journal.write("run", rep=rep, t0=t0, t1=t0 + result["wall_s"], **labels, **result)
+
+
+async def telemetry_overhead(engine: Any, spec: ConfigSpec, check: OverheadCheck, sampler: Sampler | None, vocab: int, journal: Journal) -> None:
+    """Alternate identical runs with the sampler running and stopped (ABBA order,
+    so slow drifts cancel) and journal each run's throughput."""
+    if sampler is None:
+        journal.write("overhead", skipped="telemetry disabled")
+        return
+    sampler.stop()
+    try:
+        for pair in range(check.pairs):
+            for batch in check.batch_sizes:
+                order = (True, False) if pair % 2 == 0 else (False, True)
+                for on in order:
+                    if on:
+                        sampler.start()
+                    tag = 7_000_000 + pair * 1000 + batch * 2 + int(on)
+                    prompts = prompt_ids(spec.seed, tag, batch, check.input_len, vocab)
+                    await run_batch(engine, prompts, check.output_len, 0.0, f"o{pair}.{batch}")  # settle
+                    with journal.phase("overhead", batch=batch, telemetry=on, pair=pair):
+                        r = await run_batch(engine, prompts, check.output_len, 0.0, f"o{pair}.{batch}.{int(on)}")
+                    if on:
+                        sampler.stop()
+                    journal.write("overhead", pair=pair, batch=batch, telemetry=on,
+                                  wall_s=r["wall_s"], output_tok_s=r["output_tok_s"])
+    finally:
+        sampler.start()
+
+
+def _is_engine_dead(exc: BaseException) -> bool:
+    return type(exc).__name__ in {"EngineDeadError", "EngineGenerateError"}
+
+
+async def _engine_report(engine: Any) -> dict[str, Any]:
+    try:
+        reports = await engine.collective_rpc("slmstudy_report")
+        return reports[0] if reports else {}
+    except Exception as exc:  # the report is a bonus; never fail a run for it
+        return {"report_error": f"{type(exc).__name__}: {exc}"}
+
+
+async def run(spec: ConfigSpec, out: Path, journal: Journal) -> None:
+    source = modeldir.prepare(spec.model, spec.precision, spec.weights, spec.weights_path)
+    kwargs = engine_kwargs(source, spec.precision, spec.engine, spec.seed)
+    kwargs["worker_extension_cls"] = EXTENSION
+    kwargs["disable_log_stats"] = True  # periodic stat logging is work the benchmark should not pay for
+    vocab = catalog.model(spec.model).hf_config()["vocab_size"]
+    journal.write("config", key=spec.key, source=source.description, weights=source.weights,
+                  engine_kwargs=kwargs, pid=os.getpid())
+
+    sampler = None
+    if spec.telemetry.get("enabled", True):
+        sampler = Sampler(out / "telemetry.jsonl", spec.telemetry.get("interval_ms", 50),
+                          spec.telemetry.get("gpu_index", 0), root_pid=os.getpid())
+        journal.write("telemetry", **sampler.start())
+    else:
+        journal.write("telemetry", backend="none", fallback_reason="disabled in parameters")
+
+    try:
+        with journal.phase("engine_start") as extra:
+            t_import = time.perf_counter()
+            import vllm
+            from vllm.engine.arg_utils import AsyncEngineArgs
+            from vllm.v1.engine.async_llm import AsyncLLM
+
+            extra["import_s"] = time.perf_counter() - t_import
+            t0 = time.perf_counter()
+            engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**kwargs))
+            start_s = time.perf_counter() - t0
+        cache = engine.vllm_config.cache_config
+        blocks = cache.num_gpu_blocks
+        journal.write(
+            "engine",
+            vllm_version=vllm.__version__,
+            start_s=start_s,
+            import_s=extra["import_s"],
+            kv_blocks=blocks,
+            block_size=cache.block_size,
+            kv_capacity_tokens=(blocks * cache.block_size) if blocks else None,
+            report=await _engine_report(engine),
+        )
+        try:
+            for idx, point in enumerate(spec.points):
+                try:
+                    await measure_point(engine, spec, idx, point, vocab, journal)
+                except Exception as exc:
+                    if _is_engine_dead(exc):
+                        raise
+                    journal.write("point_error", point=point.name, batch=point.batch,
+                                  error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+            if spec.overhead_check:
+                await telemetry_overhead(engine, spec, spec.overhead_check, sampler, vocab, journal)
+            journal.write("engine_after", report=await _engine_report(engine))
+        finally:
+            with journal.phase("shutdown"):
+                engine.shutdown()
+    finally:
+        if sampler:
+            sampler.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2:
+        print("usage: python -m slmstudy.engine.worker SPEC_JSON OUT_DIR", file=sys.stderr)
+        return 2
+    spec = ConfigSpec.load(Path(argv[0]))
+    out = Path(argv[1])
+    journal = Journal(out / "events.jsonl")
+    try:
+        asyncio.run(run(spec, out, journal))
+    except BaseException as exc:  # journal the cause, then fail loudly
+        journal.write("fatal", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+        traceback.print_exc()
+        return 1
+    finally:
+        journal.close()
+    return 0
+
+
+if __name__ == "__main__":
+    # vLLM starts its engine core with the spawn method: this guard keeps the
+    # child from re-running the measurement when it imports this module.
+    sys.exit(main())

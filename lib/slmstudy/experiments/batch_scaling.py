@@ -1,0 +1,147 @@
+"""03_batch_scaling: throughput and latency as the batch grows, per model.
+
+For each model (one engine each), batches of 1, 2, 4, ... requests are submitted
+at once; every token's arrival is timed. Output tokens/s and requests/min come
+from the wall time of the batch; time to first token and time per output token
+from each request's stream.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from pydantic import PositiveInt
+
+from .. import stats
+from ..engine import bench_latency
+from ..engine.spec import ConfigSpec
+from ..params import PrecisionKey, StudyParams, Strict, Workload
+from .common import OverheadParams, make_spec, points
+
+NOTEBOOK = "03_batch_scaling"
+
+
+class CrossCheck(Strict):
+    """Run ``vllm bench latency`` with the same engine arguments at batch 1."""
+
+    enabled: bool = True
+    iters: PositiveInt = 10
+    warmup: PositiveInt = 3
+    tolerance_pct: float = 5.0
+
+
+class Params(StudyParams):
+    precision: PrecisionKey = "bf16"
+    workload: Workload
+    bench_latency: CrossCheck = CrossCheck()
+    telemetry_overhead: OverheadParams | None = None
+
+    def precision_fields(self) -> list[tuple[str, str]]:
+        return [("precision", self.precision)]
+
+    def workload_fields(self) -> list[tuple[str, Workload]]:
+        return [("workload", self.workload)]
+
+
+def configs(p: Params) -> list[ConfigSpec]:
+    out = []
+    for i, model in enumerate(p.models):
+        # The sampler-overhead check needs one engine only: the first model's.
+        overhead = p.telemetry_overhead if i == 0 else None
+        out.append(make_spec(p, model, p.precision, points(p.workload), overhead=overhead, experiment=NOTEBOOK))
+    return out
+
+
+METRICS = ["output_tok_s", "req_per_min", "ttft_mean_s", "ttft_p99_s", "tpot_mean_s", "itl_p99_s",
+           "j_per_output_token", "power_w_mean", "util_gpu_pct_mean", "gpm_sm_active_pct_mean",
+           "gpm_sm_occupancy_pct_mean", "gpm_tensor_active_pct_mean", "gpm_dram_bw_pct_mean",
+           "proc_cpu_pct_mean"]
+
+
+def summary(study: Any) -> pd.DataFrame:
+    """Mean and 95% CI per model and batch size over the measured repetitions."""
+    runs = study.table("runs")
+    if runs.empty:
+        return runs
+    return stats.summarize(runs, ["model", "precision", "batch"], [m for m in METRICS if m in runs])
+
+
+def crosscheck(study: Any) -> pd.DataFrame:
+    """Batch-1 speed from our stream measurement against ``vllm bench latency``,
+    same engine arguments, same input and output lengths. Cached in the run folder."""
+    p: Params = study.params
+    if not p.bench_latency.enabled:
+        return pd.DataFrame()
+    runs = study.table("runs")
+    rows = []
+    for spec in study.configs():
+        point = next((pt for pt in spec.points if pt.batch == 1), None)
+        if point is None:
+            continue
+        name = f"bench_latency/{spec.key}.json"
+        path = study.dir / name
+        result = None
+        if path.exists():
+            result = study.folder.read_json(name)
+            if result.get("spec_digest") != spec.digest() or "error" in result:
+                result = None  # parameters changed or it failed: run again
+        if result is None:
+            result = bench_latency.run(spec, point, study.dir / "bench_latency",
+                                       iters=p.bench_latency.iters, warmup=p.bench_latency.warmup)
+            result["spec_digest"] = spec.digest()
+            study.folder.write_json(name, result)
+        ours = runs[(runs["config"] == spec.key) & (runs["batch"] == 1)]["output_tok_s"] if not runs.empty else []
+        mean, lo, hi, n = stats.mean_ci(ours)
+        theirs = result.get("output_tok_s", float("nan"))
+        diff = 100 * (mean - theirs) / theirs if theirs == theirs and theirs else float("nan")
+        rows.append({
+            "model": spec.model, "precision": spec.precision, "batch": 1,
+            "input_len": point.input_len, "output_len": point.output_len,
+            "slmstudy_tok_s": mean, "slmstudy_ci95": f"[{lo:.1f}, {hi:.1f}]", "slmstudy_n": n,
+            "bench_latency_tok_s": theirs, "bench_latency_iters": result.get("iters"),
+            "difference_pct": diff,
+            "within_tolerance": abs(diff) <= p.bench_latency.tolerance_pct if diff == diff else False,
+            "bench_error": result.get("error"),
+        })
+    df = pd.DataFrame(rows)
+    if not df.empty:
+        study.folder.write_json("bench_latency/crosscheck.json", df.to_dict(orient="records"))
+    return df
+
+
+def overhead(study: Any) -> pd.DataFrame:
+    """Telemetry sampler cost: throughput with it running vs stopped, paired runs."""
+    df = study.table("overhead")
+    if df.empty:
+        return pd.DataFrame([{"note": "not measured: this profile sets telemetry_overhead: null"}])
+    rows = []
+    for batch, g in df.groupby("batch"):
+        on = g[g["telemetry"]]["output_tok_s"]
+        off = g[~g["telemetry"]]["output_tok_s"]
+        m_on, lo_on, hi_on, n = stats.mean_ci(on)
+        m_off, lo_off, hi_off, _ = stats.mean_ci(off)
+        rows.append({"batch": batch, "pairs": n, "tok_s_with_sampler": m_on, "tok_s_without": m_off,
+                     "slowdown_pct": 100 * (m_off - m_on) / m_off,
+                     "interval_ms": study.params.telemetry.interval_ms})
+    out = pd.DataFrame(rows)
+    study.folder.write_json("telemetry_overhead.json", out.to_dict(orient="records"))
+    return out
+
+
+def scaling_figure(study: Any) -> Any:
+    """Throughput, requests/min, time to first token and per-token latency against batch size."""
+    from .. import figures
+
+    panels = [
+        ("output_tok_s", "output tokens/s", 1.0),
+        ("req_per_min", "requests/min", 1.0),
+        ("ttft_mean_s", "time to first token (ms)", 1000.0),
+        ("tpot_mean_s", "time per output token (ms)", 1000.0),
+        ("j_per_output_token", "energy per output token (J)", 1.0),
+        ("gpm_sm_active_pct_mean", "SM activity, GPM (%)", 1.0),
+    ]
+    s = summary(study)
+    panels = [p for p in panels if p[0] in s and s[p[0]].notna().any()]
+    return figures.metric_grid(study, s, panels, "batch_scaling", title="Batch scaling",
+                               precision=study.params.precision)

@@ -1,0 +1,78 @@
+"""The folder vLLM loads a model from, per model, precision and weight source.
+
+Dummy weights (the default, fully offline): a generated folder holding the
+shipped architecture ``config.json`` plus, for pre-quantised variants (int8
+W8A8), the ``quantization_config`` that makes vLLM build quantised layers.
+vLLM then fills every tensor with random values (``load_format="dummy"``): speed,
+memory and utilisation do not depend on weight values once the output length is
+fixed.
+
+Pretrained weights: a local folder from ``weights_paths`` or the hub id from the
+catalog (or the quantised checkpoint the catalog names for the precision).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import catalog, paths
+from .errors import UnsupportedVariant
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    model: str  # path or hub id given to vLLM
+    load_format: str  # "dummy" or "auto"
+    weights: str  # "dummy" or "pretrained"
+    description: str  # what a reader sees in results
+
+
+def prepare(model_key: str, precision_key: str, weights: str, weights_path: str | None = None) -> ModelSource:
+    spec = catalog.model(model_key)
+    prec = catalog.precision(precision_key)
+    if weights == "dummy":
+        folder = _dummy_folder(spec, prec)
+        return ModelSource(str(folder), "dummy", "dummy", f"dummy (random) weights on the {spec.display} architecture")
+    if weights != "pretrained":
+        raise ValueError(f"weights must be 'dummy' or 'pretrained', not {weights!r}")
+    if prec.quantization_config:
+        # A W8A8 variant needs a checkpoint calibrated and saved in that format.
+        ckpt = spec.checkpoints.get(precision_key)
+        if not ckpt:
+            raise UnsupportedVariant(
+                f"no pretrained {prec.display} checkpoint is known for {spec.display}; add one under "
+                f"'checkpoints' in catalog/models.yaml or use weights: dummy"
+            )
+        return ModelSource(ckpt, "auto", "pretrained", f"pretrained checkpoint {ckpt}")
+    source = weights_path or spec.hf_id
+    if not source:
+        raise UnsupportedVariant(f"{spec.display} has no hub id; give a local folder in weights_paths")
+    return ModelSource(source, "auto", "pretrained", f"pretrained weights from {source}")
+
+
+def _dummy_folder(spec: catalog.ModelSpec, prec: catalog.PrecisionSpec) -> Path:
+    config = spec.hf_config()
+    if prec.quantization_config:
+        config["quantization_config"] = prec.quantization_config
+    blob = json.dumps(config, sort_keys=True).encode()
+    digest = hashlib.sha256(blob).hexdigest()[:12]
+    folder = paths.cache_dir() / "models" / f"{spec.key}__{prec.key}__{digest}"
+    if (folder / "config.json").is_file():
+        return folder
+    # Build beside the target and rename, so that concurrent runs never see a
+    # folder without its config.
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        tmp.rename(folder)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (folder / "config.json").is_file():
+            raise
+    return folder

@@ -1,0 +1,1 @@
+"""Run folders, tidy tables and the environment record of every result."""

@@ -1,0 +1,86 @@
+"""Without an NVIDIA GPU: CPU and memory of the machine and of the engine's process tree.
+
+The CPU engine runs its forward passes in a child process of the measuring
+process; the tree's CPU time is the CPU-side analogue of GPU activity.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from typing import Any
+
+import psutil
+
+
+class CpuReader:
+    # Walking the process tree costs more than reading it: refresh it this often.
+    TREE_REFRESH_S = 1.0
+
+    def __init__(self, root_pid: int | None = None):
+        self.root_pid = root_pid or os.getppid()
+        self._procs: dict[int, psutil.Process] = {}
+        self._tree_at = 0.0
+        psutil.cpu_percent(interval=None)  # prime: the first call returns 0.0
+
+    def device_info(self) -> dict[str, Any]:
+        freq = psutil.cpu_freq()
+        return {
+            "cpu_model": _cpu_model(),
+            "cpu_count_logical": psutil.cpu_count(logical=True),
+            "cpu_count_physical": psutil.cpu_count(logical=False),
+            "cpu_freq_max_mhz": freq.max if freq else None,
+            "memory_total_mib": psutil.virtual_memory().total / 2**20,
+        }
+
+    def tree(self) -> list[psutil.Process]:
+        """The root process and its descendants; Process objects kept so cpu_percent has history."""
+        if time.monotonic() - self._tree_at < self.TREE_REFRESH_S:
+            return list(self._procs.values())
+        self._tree_at = time.monotonic()
+        try:
+            root = psutil.Process(self.root_pid)
+            found = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+        alive = {}
+        me = os.getpid()  # the sampler is a child of the root too; do not count it
+        for p in found:
+            if p.pid != me:
+                alive[p.pid] = self._procs.get(p.pid, p)
+        self._procs = alive
+        return list(alive.values())
+
+    def sample(self, pids: set[int] | None = None) -> dict[str, Any]:
+        vm = psutil.virtual_memory()
+        row: dict[str, Any] = {
+            "t": time.time(),
+            "cpu_pct": psutil.cpu_percent(interval=None),
+            "mem_used_mib": (vm.total - vm.available) / 2**20,
+        }
+        cpu = rss = 0.0
+        for p in self.tree():
+            try:
+                with p.oneshot():
+                    cpu += p.cpu_percent(interval=None)
+                    rss += p.memory_info().rss
+            except psutil.NoSuchProcess:
+                continue
+        row["proc_cpu_pct"] = cpu
+        row["proc_rss_mib"] = rss / 2**20
+        return row
+
+    def close(self) -> None:
+        pass
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

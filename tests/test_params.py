@@ -1,0 +1,117 @@
+"""Parameter validation: every bad input gives one clear line naming the file,
+the key and what is allowed, before any engine starts."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from slmstudy import ParamsError
+from slmstudy.experiments import batch_scaling
+from slmstudy.params import load
+
+
+def _load(**kw):
+    return load("03_batch_scaling", batch_scaling.Params, profile="cpu", **kw)
+
+
+def _problems(**kw) -> list[str]:
+    with pytest.raises(ParamsError) as exc:
+        _load(**kw)
+    return exc.value.problems
+
+
+def test_profile_file_validates(project):
+    r = _load()
+    assert r.profile == "cpu"
+    assert r.params.models == ["tiny-qwen2", "tiny-llama3"]
+    assert r.sources == ("params/03_batch_scaling/cpu.yaml",)
+
+
+def test_unknown_key_names_file_key_and_allowed_keys(project):
+    (project / "mine.yaml").write_text("workload:\n  batchsize: [1, 2]\n")
+    [msg] = _problems(params_file="mine.yaml")
+    assert msg.startswith("mine.yaml: unknown key 'workload.batchsize'")
+    assert "batch_sizes" in msg and "input_len" in msg
+
+
+def test_wrong_type_is_not_coerced(project):
+    [msg] = _problems(overrides={"workload": {"input_len": "128"}})
+    assert msg.startswith("overrides: key 'workload.input_len'")
+    assert "'128'" in msg
+
+
+@pytest.mark.parametrize("value", [0, -4])
+def test_zero_or_negative_sizes(project, value):
+    [msg] = _problems(overrides={"workload": {"batch_sizes": [1, value]}})
+    assert "key 'workload.batch_sizes[1]'" in msg and "greater than 0" in msg
+
+
+def test_unknown_model_lists_allowed(project):
+    [msg] = _problems(overrides={"models": ["tiny-qwen2", "gpt-5"]})
+    assert "key 'models[1]'" in msg and "unknown model 'gpt-5'" in msg
+    assert "deepseek-r1-distill-qwen-1.5b" in msg and "llama-3.2-1b-instruct" in msg
+
+
+def test_unknown_precision_lists_allowed(project):
+    [msg] = _problems(overrides={"precision": "int4"})
+    assert "key 'precision'" in msg and "unknown precision 'int4'" in msg and "fp8" in msg
+
+
+def test_literal_lists_allowed_values(project):
+    [msg] = _problems(overrides={"weights": "random"})
+    assert "key 'weights'" in msg and "'dummy'" in msg and "'pretrained'" in msg
+
+
+def test_fp8_on_cpu_engine_is_refused_with_reason(project, monkeypatch):
+    monkeypatch.setenv("SLMSTUDY_FORCE_CPU", "1")
+    from slmstudy import platform
+
+    platform.detect.cache_clear()
+    try:
+        [msg] = _problems(overrides={"precision": "fp8"})
+    finally:
+        platform.detect.cache_clear()
+    assert "key 'precision'" in msg and "cannot run on this machine's cpu engine" in msg
+    assert "compute capability >= 8.9" in msg
+
+
+def test_cross_key_check_names_the_key(project):
+    [msg] = _problems(overrides={"engine": {"max_model_len": 32}})
+    assert "key 'engine.max_model_len'" in msg and "input_len + output_len = 48" in msg
+
+
+def test_all_problems_reported_at_once(project):
+    (project / "bad.yaml").write_text(yaml.safe_dump(
+        {"models": ["nope"], "workload": {"repetitions": 0}, "telemetry": {"interval_ms": 500}, "colour": 1}))
+    problems = _problems(params_file=project / "bad.yaml")
+    assert len(problems) == 4
+    assert all(p.startswith("bad.yaml: ") for p in problems), problems
+
+
+def test_yaml_syntax_error_names_file(project):
+    (project / "broken.yaml").write_text("workload: [1, 2\n")
+    [msg] = _problems(params_file="broken.yaml")
+    assert msg.startswith("broken.yaml: not valid YAML")
+
+
+def test_missing_profile_lists_profiles(project):
+    with pytest.raises(ParamsError) as exc:
+        load("03_batch_scaling", batch_scaling.Params, profile="tpu")
+    assert "allowed: auto, cpu, gpu" in str(exc.value)
+
+
+def test_layers_merge_in_order_and_digest_follows_parameters(project):
+    (project / "a.yaml").write_text("workload:\n  repetitions: 7\n")
+    r1 = _load(params_file="a.yaml")
+    assert r1.params.workload.repetitions == 7
+    assert r1.params.workload.batch_sizes == [1, 2, 4, 8]  # untouched keys keep the profile's value
+    r2 = _load(params_file="a.yaml", overrides={"workload": {"repetitions": 3}})
+    assert r2.params.workload.repetitions == 3
+    assert r1.digest() == _load(params_file="a.yaml").digest()
+    assert r1.digest() != r2.digest()
+
+
+def test_pretrained_tiny_model_is_refused(project):
+    [msg] = _problems(overrides={"weights": "pretrained", "models": ["tiny-qwen2"]})
+    assert "key 'models[0]'" in msg and "weights: dummy" in msg

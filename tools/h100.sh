@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Steps run on the lent GPU host (no network, torch 2.11 preinstalled), one per
+# device call. The offline vLLM bundle's parts must already sit in /root/stage
+# (see README, "Running on a GPU without network").
+#
+#   tools/h100.sh setup                 unpack the bundle (once per machine)
+#   tools/h100.sh test                  the gpu-marked tests
+#   tools/h100.sh run NOTEBOOK...       run notebooks (profile gpu), pack their run folders into $OUT
+#
+# Everything it prints and every run folder comes back through $OUT.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+export PYTHONPATH=/root/site:$PWD/lib VLLM_USE_FLASHINFER_SAMPLER=0 HF_HUB_OFFLINE=1 VLLM_NO_USAGE_STATS=1
+export PYTHONUNBUFFERED=1 SLMSTUDY_CACHE_DIR=/root/slmstudy-cache
+
+step=${1:?step}; shift
+case "$step" in
+  setup)
+    if [ ! -d /root/site/vllm ]; then
+      cat /root/stage/p1 /root/stage/p2 /root/stage/p3 /root/stage/p4 | xz -d -T0 | tar -x -C /root || exit 1
+    fi
+    python3 -c 'import vllm, papermill, nbval, pydantic, torch; print("vllm", vllm.__version__, "torch", torch.__version__, "papermill", papermill.__version__)'
+    nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total,clocks.sm,power.draw --format=csv
+    python3 -m slmstudy list
+    ;;
+  test)
+    python3 -m pytest -m gpu -v -p no:cacheprovider tests 2>&1 | tee "$OUT/gpu_tests.log"
+    exit "${PIPESTATUS[0]}"
+    ;;
+  run)
+    rc=0
+    python3 -m slmstudy run --profile gpu "$@" 2>&1 | tee "$OUT/run.log" || rc=1
+    for nb in "$@"; do
+      d=$(ls -td outputs/runs/"$nb"/gpu-* 2>/dev/null | head -1)
+      [ -n "$d" ] && tar -C "$(dirname "$d")" -cJf "$OUT/$nb.tar.xz" "$(basename "$d")"
+    done
+    ls -la "$OUT"
+    exit $rc
+    ;;
+  *) echo "unknown step $step"; exit 2 ;;
+esac
