@@ -13,6 +13,7 @@ must be taken from the stream, at the moment each token reaches the caller.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import sys
 import time
@@ -148,7 +149,6 @@ async def telemetry_overhead(engine: Any, spec: ConfigSpec, check: OverheadCheck
                         sampler.start()
                     tag = 7_000_000 + pair * 1000 + batch * 2 + int(on)
                     prompts = prompt_ids(spec.seed, tag, batch, check.input_len, vocab)
-                    await run_batch(engine, prompts, check.output_len, 0.0, f"o{pair}.{batch}")  # settle
                     with journal.phase("overhead", batch=batch, telemetry=on, pair=pair):
                         r = await run_batch(engine, prompts, check.output_len, 0.0, f"o{pair}.{batch}.{int(on)}")
                     if on:
@@ -199,6 +199,11 @@ async def run(spec: ConfigSpec, out: Path, journal: Journal) -> None:
             t0 = time.perf_counter()
             engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**kwargs))
             start_s = time.perf_counter() - t0
+        # As vLLM's own server does after start-up (vllm.utils.gc_utils.freeze_gc_heap):
+        # move the engine's long-lived objects out of the collector's way, so a
+        # full collection during a measured run does not stall the token stream.
+        gc.collect()
+        gc.freeze()
         cache = engine.vllm_config.cache_config
         blocks = cache.num_gpu_blocks
         journal.write(
