@@ -51,3 +51,9 @@ def test_root_cause_of_an_out_of_memory_error():
 
 def test_no_exception_no_cause():
     assert vllm_log.root_cause(GPU_LINES) is None
+
+
+def test_coloured_logs_parse_too():
+    coloured = "\x1b[0;36m(EngineCore pid=9)\x1b[0;0m \x1b[31mERROR\x1b[0m 11-22 20:00:00 [core.py:1] ValueError: bad\n"
+    assert vllm_log.root_cause(coloured) == "ValueError: bad"
+    assert vllm_log.engine_timings("\x1b[32mINFO\x1b[0m torch.compile took 3.5 s in total")["compile_s"] == 3.5

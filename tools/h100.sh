@@ -30,11 +30,16 @@ case "$step" in
     exit "${PIPESTATUS[0]}"
     ;;
   run)
+    # Stop inside the call's 10 minutes so the results still get packed; a
+    # second call re-runs the notebook and skips the configurations already done.
     rc=0
-    python3 -m slmstudy run --profile gpu "$@" 2>&1 | tee "$OUT/run.log" || rc=1
+    timeout "${RUN_TIMEOUT:-540}" python3 -m slmstudy run --profile gpu "$@" 2>&1 | grep -v "Kernel is running over TCP" | tee -a "$OUT/run.log"
+    rc=${PIPESTATUS[0]}
     for nb in "$@"; do
       d=$(ls -td outputs/runs/"$nb"/gpu-* 2>/dev/null | head -1)
-      [ -n "$d" ] && tar -C "$(dirname "$d")" -cJf "$OUT/$nb.tar.xz" "$(basename "$d")"
+      # raw journals and traces stay behind: their content is in tables/*.parquet
+      [ -n "$d" ] && tar -C "$(dirname "$d")" --exclude=compile-cache --exclude='*.jsonl' \
+        -cJf "$OUT/$nb.tar.xz" "$(basename "$d")"
     done
     ls -la "$OUT"
     exit $rc

@@ -24,14 +24,14 @@ PHASE_COLOURS = {
 }
 
 
-def _display(model: str) -> str:
+def model_name(model: str) -> str:
     try:
         return catalog.model(model).display
     except Exception:
         return model
 
 
-def _finish(fig: Any, study: Any, name: str, caption: str) -> Any:
+def finish(fig: Any, study: Any, name: str, caption: str) -> Any:
     """Caption, save as PNG and SVG, and close: the notebook shows the returned
     figure once (an open pyplot figure would be shown a second time)."""
     fig.text(0.5, -0.02, caption, ha="center", va="top", fontsize=8, color="#444444", wrap=True)
@@ -57,8 +57,11 @@ def metric_grid(study: Any, summary: pd.DataFrame, panels: list[tuple[str, str, 
         if metric not in summary:
             ax.set_visible(False)
             continue
-        for key, g in summary.groupby(hue, sort=False):
-            text = _display(key) if hue == "model" else catalog.precision(key).display if hue == "precision" else key
+        groups = dict(list(summary.groupby(hue, sort=False)))
+        if hue == "precision":  # catalog order: fp32, bf16, fp16, int8, fp8
+            groups = {k: groups[k] for k in catalog.precisions() if k in groups}
+        for key, g in groups.items():
+            text = model_name(key) if hue == "model" else catalog.precision(key).display if hue == "precision" else key
             _errorbar(ax, g.sort_values(x), x, metric, text, scale)
         ax.set_xscale("log", base=2)
         ticks = sorted(summary[x].unique())
@@ -72,7 +75,7 @@ def metric_grid(study: Any, summary: pd.DataFrame, panels: list[tuple[str, str, 
     fig.suptitle(title)
     fig.tight_layout()
     n = int(summary["n"].min()) if "n" in summary and len(summary) else 0
-    return _finish(fig, study, name, study.caption(precision, f"mean of {n} repetitions, bars: 95% CI"))
+    return finish(fig, study, name, study.caption(precision, f"mean of {n} repetitions, bars: 95% CI"))
 
 
 GPU_SERIES = [
@@ -124,12 +127,12 @@ def utilization_traces(study: Any, configs: list[str] | None = None, name: str =
         ax.set_ylim(0, 112)
         ax.set_ylabel("%")
         model, prec = (config.split("__") + [None])[:2]
-        ax.set_title(f"{_display(model)} ({catalog.precision(prec).display if prec else ''})", fontsize=10)
+        ax.set_title(f"{model_name(model)} ({catalog.precision(prec).display if prec else ''})", fontsize=10)
         ax.legend(loc="upper left", fontsize=7, ncol=3)
     axes[-1, 0].set_xlabel("seconds since telemetry started "
                            "(shaded: grey engine start, sand warm-up, green measured runs, lilac overhead check)")
     fig.tight_layout()
-    return _finish(fig, study, name, study.caption())
+    return finish(fig, study, name, study.caption())
 
 
 MEMORY_PARTS = [
@@ -170,10 +173,10 @@ def memory_picture(study: Any, name: str = "memory") -> Any:
         if device is not None and np.isfinite(device) and device > left:
             ax.barh(i, device - left, left=left, color="white", edgecolor="#999999", hatch="//",
                     label="free" if i == 0 else None)
-        labels.append(f"{_display(row['model'])}\n{catalog.precision(row['precision']).display}")
+        labels.append(f"{model_name(row['model'])}\n{catalog.precision(row['precision']).display}")
     ax.set_yticks(range(len(labels)), labels)
     ax.set_xlabel("GiB")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=4, fontsize=8)
     ax.set_title("Device memory after engine start (KV cache fills what gpu_memory_utilization allows)")
     fig.tight_layout()
-    return _finish(fig, study, name, study.caption())
+    return finish(fig, study, name, study.caption())

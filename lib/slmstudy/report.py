@@ -19,6 +19,17 @@ ENGINE_COLUMNS = {
 }
 
 
+def start_memory_gib(row: Any) -> float:
+    """Memory an engine holds without its KV cache: weights, activation peak, CUDA
+    graphs and non-torch allocations (the parts a CPU engine lacks count as 0;
+    its weights come from the parameter tensors when vLLM reports none)."""
+    weights = row.get("weights_gib")
+    if weights is None or weights != weights:
+        weights = row.get("weights_gib_params")
+    parts = [weights, row.get("activation_peak_gib"), row.get("cudagraph_gib"), row.get("non_torch_gib")]
+    return float(sum(x for x in parts if x is not None and x == x))
+
+
 def engine_table(study: Any) -> pd.DataFrame:
     """One row per engine configuration: start-up, memory (measured and analytic), outcome."""
     cfg = study.table("configs")

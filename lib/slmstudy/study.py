@@ -27,6 +27,9 @@ from .results.run_folder import RunFolder
 
 # notebook name -> experiment module (in slmstudy.experiments)
 EXPERIMENTS = {
+    "00_report": "report",
+    "01_model_vs_model": "model_vs_model",
+    "02_precision": "precision",
     "03_batch_scaling": "batch_scaling",
 }
 

@@ -58,10 +58,12 @@ def run_logged(cmd: list[str], log_path: Path, timeout_s: float, env: dict[str, 
     KeyboardInterrupt (which is re-raised)."""
     t0 = time.monotonic()
     error = None
+    # Plain logs: Jupyter kernels export FORCE_COLOR, which makes vLLM colour its
+    # log lines even into a file.
+    child_env = dict(os.environ, PYTHONUNBUFFERED="1", NO_COLOR="1", VLLM_LOGGING_COLOR="0", **(env or {}))
+    child_env.pop("FORCE_COLOR", None)
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                env=dict(os.environ, PYTHONUNBUFFERED="1", **(env or {})),
-                                start_new_session=True)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=child_env, start_new_session=True)
         try:
             while proc.poll() is None:
                 elapsed = time.monotonic() - t0

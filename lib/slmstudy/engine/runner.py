@@ -83,6 +83,13 @@ def run_config(spec: ConfigSpec, cdir: Path, on_table: Callable[[Path, ConfigSpe
     cdir.mkdir(parents=True, exist_ok=True)
     spec.save(cdir / "spec.json")
 
+    def expand(value: str) -> str:
+        return value.replace("{configs_dir}", str(cdir.parent))
+
+    for folder in spec.clean_dirs:
+        shutil.rmtree(expand(folder), ignore_errors=True)
+    env = {k: expand(v) for k, v in spec.env.items()}
+
     mem_used = _gpu_memory_reader(spec.telemetry.get("gpu_index", 0))
     baseline = mem_used() if mem_used else None
     start_timeout = float(spec.engine.get("start_timeout_s", 900))
@@ -96,7 +103,7 @@ def run_config(spec: ConfigSpec, cdir: Path, on_table: Callable[[Path, ConfigSpe
     try:
         fin = procs.run_logged(
             [sys.executable, "-m", "slmstudy.engine.worker", str(cdir / "spec.json"), str(cdir)],
-            cdir / "engine.log", spec.timeout_s, check=engine_start_check,
+            cdir / "engine.log", spec.timeout_s, env=env, check=engine_start_check,
         )
     finally:
         # Also on KeyboardInterrupt: record what happened, then let it propagate.

@@ -53,6 +53,12 @@ class ConfigSpec:
     overhead_check: OverheadCheck | None = None
     # free-form labels copied into every result row (e.g. which experiment step)
     labels: dict[str, Any] = field(default_factory=dict)
+    # extra environment of the engine process (e.g. its own compile cache);
+    # "{configs_dir}" in a value is replaced by the run folder's configs/ path
+    env: dict[str, str] = field(default_factory=dict)
+    # folders (same placeholder) emptied before the engine starts: a cold start
+    # must be cold also when it is retried
+    clean_dirs: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,6 +67,7 @@ class ConfigSpec:
     def from_dict(cls, d: dict[str, Any]) -> "ConfigSpec":
         d = dict(d)
         d["points"] = tuple(Point(**p) for p in d["points"])
+        d["clean_dirs"] = tuple(d.get("clean_dirs", ()))
         if d.get("overhead_check"):
             oc = dict(d["overhead_check"])
             oc["batch_sizes"] = tuple(oc["batch_sizes"])

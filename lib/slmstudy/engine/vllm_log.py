@@ -31,7 +31,16 @@ PATTERNS: dict[str, re.Pattern[str]] = {
 }
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def plain(log: str) -> str:
+    """Without terminal colour codes (a coloured log still parses)."""
+    return _ANSI.sub("", log)
+
+
 def engine_timings(log: str) -> dict[str, Any]:
+    log = plain(log)
     out: dict[str, Any] = {k: None for k in PATTERNS}
     out.update(weights_gib_log=None, graph_gib_log=None)
     for key, pat in PATTERNS.items():
@@ -68,6 +77,7 @@ _WRAPPERS = (
 
 def root_cause(log: str) -> str | None:
     """The first exception in the log that is not a wrapper around another one."""
+    log = plain(log)
     candidates = []
     for line in log.splitlines():
         m = _EXC_LINE.match(line.strip())

@@ -129,20 +129,38 @@ def crosscheck(study: Any) -> pd.DataFrame:
 
 
 def overhead(study: Any) -> pd.DataFrame:
-    """Telemetry sampler cost: throughput with it running vs stopped, paired runs."""
-    df = study.table("overhead")
-    if df.empty:
+    """What the telemetry sampler costs the measured work, two ways:
+
+    * engine runs with the sampler running and stopped, alternated in the
+      sweep's engine (real work, but host jitter of several percent per run);
+    * a steady launch-bound probe (``telemetry.overhead_probe``) that isolates
+      the sampler's interference with kernel launches, precise to a fraction of
+      a percent.
+    """
+    cfg = study.params.telemetry_overhead
+    if cfg is None:
         return pd.DataFrame([{"note": "not measured: this profile sets telemetry_overhead: null"}])
     rows = []
-    for batch, g in df.groupby("batch"):
-        on = g[g["telemetry"]]["output_tok_s"]
-        off = g[~g["telemetry"]]["output_tok_s"]
-        m_on, lo_on, hi_on, n = stats.mean_ci(on)
-        m_off, lo_off, hi_off, _ = stats.mean_ci(off)
-        rows.append({"batch": batch, "pairs": n, "tok_s_with_sampler": m_on, "tok_s_without": m_off,
-                     "slowdown_pct": 100 * (m_off - m_on) / m_off,
-                     "interval_ms": study.params.telemetry.interval_ms})
-    out = pd.DataFrame(rows)
+    df = study.table("overhead")
+    for batch, g in (df.groupby("batch") if not df.empty else []):
+        on = g[g["telemetry"]].sort_values("pair")["output_tok_s"].to_numpy()
+        off = g[~g["telemetry"]].sort_values("pair")["output_tok_s"].to_numpy()
+        m, lo, hi, n = stats.mean_ci(100 * (off - on) / off)
+        rows.append({"workload": f"engine, batch {batch}, {cfg.input_len} in / {cfg.output_len} out",
+                     "with_sampler": on.mean(), "without": off.mean(), "unit": "output tok/s",
+                     "slowdown_pct": m, "ci95": f"[{lo:.2f}, {hi:.2f}]", "pairs": n})
+    probe_path = study.dir / "telemetry_overhead_probe.json"
+    if not probe_path.exists():
+        from ..telemetry import overhead_probe
+
+        overhead_probe.run(probe_path, study.params.telemetry.interval_ms, cfg.probe_pairs)
+    probe = study.folder.read_json(probe_path.name)
+    lo, hi = probe["slowdown_pct_ci95"]
+    rows.append({"workload": f"launch-bound probe on {probe['device']} (28 small matmuls + a host sync per step)",
+                 "with_sampler": probe["steps_per_s_with_sampler"], "without": probe["steps_per_s_without"],
+                 "unit": "steps/s", "slowdown_pct": probe["slowdown_pct"], "ci95": f"[{lo:.2f}, {hi:.2f}]",
+                 "pairs": probe["n"]})
+    out = pd.DataFrame(rows).assign(interval_ms=study.params.telemetry.interval_ms)
     study.folder.write_json("telemetry_overhead.json", out.to_dict(orient="records"))
     return out
 
@@ -163,3 +181,58 @@ def scaling_figure(study: Any) -> Any:
     panels = [p for p in panels if p[0] in s and s[p[0]].notna().any()]
     return figures.metric_grid(study, s, panels, "batch_scaling", title="Batch scaling",
                                precision=study.params.precision)
+
+
+def roofline(study: Any) -> pd.DataFrame:
+    """Achieved tokens/s against the fastest the hardware allows, per model and batch
+    (bound from this machine's measured bandwidth and matmul peak)."""
+    from .. import roofline as rl
+    from .common import hardware_limits
+
+    s = summary(study)
+    if s.empty:
+        return s
+    hw = hardware_limits(study)
+    w = study.params.workload
+    s = s.assign(input_len=w.input_len, output_len=w.output_len)
+    out = rl.attach(s, hw, "measured")
+    sheet = rl.attach(s, hw, "datasheet") if hw.get("datasheet") else None
+    if sheet is not None:
+        out["bound_tok_s_datasheet"] = sheet["bound_tok_s"]
+    cols = ["model", "precision", "batch", "output_tok_s", "bound_tok_s", "achieved_fraction",
+            "tpot_mean_s", "step_bound_ms", "step_fraction", "decode_bound", "bytes_per_step", "bound_exceeded"]
+    if sheet is not None:
+        cols.insert(5, "bound_tok_s_datasheet")
+    study.folder.write_json("roofline.json", {"hardware": hw, "rows": out[cols].to_dict(orient="records")})
+    return out[cols]
+
+
+def roofline_figure(study: Any) -> Any:
+    """Measured throughput (points, 95% CI) under the hardware bound (line) per model."""
+    import matplotlib.pyplot as plt
+
+    from .. import figures
+
+    df = roofline(study)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.6))
+    for model, g in df.groupby("model", sort=False):
+        g = g.sort_values("batch")
+        line = axes[0].plot(g["batch"], g["bound_tok_s"], "--", lw=1.2)[0]
+        axes[0].plot(g["batch"], g["output_tok_s"], "o-", color=line.get_color(), label=figures.model_name(model))
+        if "bound_tok_s_datasheet" in g:
+            axes[0].plot(g["batch"], g["bound_tok_s_datasheet"], ":", color=line.get_color(), lw=1)
+        axes[1].plot(g["batch"], 100 * g["achieved_fraction"], "o-", color=line.get_color(), label=figures.model_name(model))
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ticks = sorted(df["batch"].unique())
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel("batch")
+        ax.legend(fontsize=8)
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel("output tokens/s (dashed: bound from measured\nbandwidth and peak; dotted: datasheet)")
+    axes[1].set_ylabel("% of the hardware bound achieved")
+    axes[1].set_ylim(0, 100)
+    fig.suptitle("Distance to the hardware limit")
+    fig.tight_layout()
+    return figures.finish(fig, study, "roofline", study.caption(study.params.precision))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from typing import Any
 
 from pydantic import Field, PositiveInt
@@ -17,6 +20,8 @@ class OverheadParams(Strict):
     input_len: PositiveInt = 128
     output_len: PositiveInt = 256
     pairs: PositiveInt = 5
+    # windows of the launch-bound probe (telemetry.overhead_probe), each 1 s
+    probe_pairs: PositiveInt = 20
 
 
 def points(workload: Workload, prefix: str = "b") -> tuple[Point, ...]:
@@ -37,7 +42,8 @@ def engine_dict(p: StudyParams, max_batch: int) -> dict[str, Any]:
 
 
 def make_spec(p: StudyParams, model: str, precision: str, pts: tuple[Point, ...],
-              overhead: OverheadParams | None = None, suffix: str = "", **labels: Any) -> ConfigSpec:
+              overhead: OverheadParams | None = None, suffix: str = "", env: dict[str, str] | None = None,
+              clean_dirs: tuple[str, ...] = (), **labels: Any) -> ConfigSpec:
     return ConfigSpec(
         key=f"{model}__{precision}__{p.weights}{suffix}",
         model=model,
@@ -52,4 +58,18 @@ def make_spec(p: StudyParams, model: str, precision: str, pts: tuple[Point, ...]
         overhead_check=OverheadCheck(tuple(overhead.batch_sizes), overhead.input_len, overhead.output_len,
                                      overhead.pairs) if overhead else None,
         labels=labels,
+        env=env or {},
+        clean_dirs=clean_dirs,
     )
+
+
+def hardware_limits(study: Any) -> dict[str, Any]:
+    """Measured bandwidth and matmul peaks of this machine (``hardware.json`` in the
+    run folder; probed once, in its own process, while no engine holds the device)."""
+    path = study.dir / "hardware.json"
+    if not path.exists():
+        proc = subprocess.run([sys.executable, "-m", "slmstudy.hardware", str(path)],
+                              capture_output=True, text=True, timeout=900)
+        if proc.returncode != 0:
+            raise RuntimeError(f"hardware probe failed: {proc.stderr.strip()[-2000:]}")
+    return json.loads(path.read_text())

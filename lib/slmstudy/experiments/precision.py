@@ -1,0 +1,133 @@
+"""02_precision: one model in fp32, bf16, int8 (W8A8) and fp8, same workload.
+
+Article 002's workload (about 128 tokens in, up to 256 out, batches 1 to 4,
+5 repetitions), extended to large batches where precision matters most: once
+decoding stops being bound by reading the weights, the arithmetic format
+(tensor-core rate per dtype) takes over.
+
+Memory: vLLM pre-allocates the KV cache up to ``gpu_memory_utilization``, so
+the device memory an engine holds is a setting, not a property of the
+precision. The comparable figures are the weights, the memory at start without
+the KV cache, and that plus the KV cache the workload actually needs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from pydantic import Field
+
+from .. import analytic, catalog, stats
+from ..engine.spec import ConfigSpec
+from ..params import PrecisionKey, StudyParams, Workload
+from ..report import start_memory_gib
+from .common import make_spec, points
+
+NOTEBOOK = "02_precision"
+
+
+class Params(StudyParams):
+    precisions: list[PrecisionKey] = Field(min_length=1)
+    # The reference for relative numbers (article 002 compares against FP32).
+    baseline: PrecisionKey = "fp32"
+    workload: Workload
+
+    def precision_fields(self) -> list[tuple[str, str]]:
+        return [(f"precisions[{i}]", p) for i, p in enumerate(self.precisions)]
+
+    def workload_fields(self) -> list[tuple[str, Workload]]:
+        return [("workload", self.workload)]
+
+
+def configs(p: Params) -> list[ConfigSpec]:
+    return [make_spec(p, model, prec, points(p.workload), experiment=NOTEBOOK)
+            for model in p.models for prec in p.precisions]
+
+
+METRICS = ["output_tok_s", "req_per_min", "ttft_mean_s", "tpot_mean_s", "j_per_output_token",
+           "power_w_mean", "util_gpu_pct_mean", "gpm_sm_active_pct_mean", "gpm_tensor_active_pct_mean",
+           "gpm_hmma_tensor_pct_mean", "gpm_imma_tensor_pct_mean", "gpm_dram_bw_pct_mean", "proc_cpu_pct_mean"]
+
+
+def summary(study: Any) -> pd.DataFrame:
+    runs = study.table("runs")
+    if runs.empty:
+        return runs
+    return stats.summarize(runs, ["model", "precision", "batch"], [m for m in METRICS if m in runs])
+
+
+def memory(study: Any) -> pd.DataFrame:
+    """Weights, memory at start without the KV cache, and with the workload's KV cache."""
+    cfg = study.table("configs")
+    if cfg.empty:
+        return cfg
+    w = study.params.workload
+    rows = []
+    for _, r in cfg.iterrows():
+        facts = analytic.model_facts(catalog.model(r["model"]).hf_config(), catalog.precision(r["precision"]))
+        weights = r.get("weights_gib")
+        if weights is None or weights != weights:
+            weights = r.get("weights_gib_params")
+        start = start_memory_gib(r)
+        # what the largest of article 002's batches (4) needs for its full context
+        kv4 = 4 * (w.input_len + w.output_len) * facts.kv_bytes_per_token / 2**30
+        rows.append({
+            "model": r["model"], "precision": r["precision"], "status": r["status"],
+            "weights GiB": weights, "weights GiB (analytic)": facts.weights_gib,
+            "at start, without KV GiB": start, "with batch-4 KV GiB": start + kv4,
+            "KV bytes/token": facts.kv_bytes_per_token, "KV capacity (tokens)": r.get("kv_capacity_tokens"),
+            "device memory held GiB": r.get("peak_device_mem_gib"),
+            "linear kernels": r.get("linear_kernels"), "root cause (if failed)": r.get("root_cause"),
+        })
+    return pd.DataFrame(rows)
+
+
+def versus_baseline(study: Any, batches: tuple[int, ...] = (1, 4)) -> pd.DataFrame:
+    """Each precision relative to the baseline (article 002: INT8 vs FP32), in %."""
+    s = summary(study)
+    base = study.params.baseline
+    if s.empty or base not in set(s["precision"]):
+        return pd.DataFrame()
+    rows = []
+    for (model, batch), g in s[s["batch"].isin(batches)].groupby(["model", "batch"]):
+        ref = g[g["precision"] == base].iloc[0]
+        for _, r in g.iterrows():
+            row = {"model": model, "batch": batch, "precision": r["precision"]}
+            for m in ("output_tok_s", "req_per_min", "ttft_mean_s", "tpot_mean_s", "j_per_output_token"):
+                if m in r:
+                    row[f"{m} vs {base} (%)"] = 100 * (r[m] - ref[m]) / ref[m]
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def figure(study: Any) -> Any:
+    from .. import figures
+
+    panels = [
+        ("output_tok_s", "output tokens/s", 1.0),
+        ("ttft_mean_s", "time to first token (ms)", 1000.0),
+        ("tpot_mean_s", "time per output token (ms)", 1000.0),
+        ("j_per_output_token", "energy per output token (J)", 1.0),
+        ("gpm_tensor_active_pct_mean", "tensor-core activity, GPM (%)", 1.0),
+        ("gpm_dram_bw_pct_mean", "DRAM bandwidth, GPM (% of peak)", 1.0),
+    ]
+    s = summary(study)
+    panels = [p for p in panels if p[0] in s and s[p[0]].notna().any()]
+    model = catalog.model(study.params.models[0]).display
+    return figures.metric_grid(study, s, panels, "precision", hue="precision",
+                               title=f"{model}: what each precision buys")
+
+
+def roofline(study: Any) -> pd.DataFrame:
+    """Achieved throughput against the bound of each precision's bytes and tensor-core peak."""
+    from .. import roofline as rl
+    from .common import hardware_limits
+
+    s = summary(study)
+    if s.empty:
+        return s
+    w = study.params.workload
+    out = rl.attach(s.assign(input_len=w.input_len, output_len=w.output_len), hardware_limits(study))
+    return out[["model", "precision", "batch", "output_tok_s", "bound_tok_s", "achieved_fraction",
+                "decode_bound", "bytes_per_step", "bound_exceeded"]]

@@ -1,0 +1,51 @@
+"""The command line: bad input stops before anything starts, with the file and key named."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+from slmstudy import paths
+
+ROOT = paths.project_root()
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "slmstudy", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, **(env or {})})
+
+
+def test_list_shows_every_notebook_with_profiles():
+    out = _cli("list").stdout
+    for nb in ("00_report", "01_model_vs_model", "02_precision", "03_batch_scaling"):
+        assert nb in out
+    assert "cpu, gpu" in out
+
+
+def test_check_accepts_the_shipped_profiles():
+    for profile in ("cpu", "gpu"):
+        r = _cli("check", "--profile", profile, "01_model_vs_model", "03_batch_scaling")
+        # the gpu profile's fp8/int8 checks only apply to 02; these two validate anywhere
+        assert r.returncode == 0, r.stderr
+
+
+def test_bad_file_fails_fast_naming_file_and_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("workload:\n  batch_sizes: [1, -2]\n  colour: red\nmodels: [gpt-5]\n")
+    runs = tmp_path / "runs"
+    t0 = time.monotonic()
+    r = _cli("run", "03_batch_scaling", "--profile", "cpu", "-f", str(bad), env={"SLMSTUDY_RUNS_DIR": str(runs)})
+    assert r.returncode == 2
+    assert time.monotonic() - t0 < 60  # no engine was started
+    err = r.stderr
+    assert "bad.yaml: key 'workload.batch_sizes[1]'" in err
+    assert "bad.yaml: unknown key 'workload.colour'" in err
+    assert "unknown model 'gpt-5'" in err
+    assert not runs.exists()  # nothing was created, let alone started
+
+
+def test_unknown_notebook_lists_available():
+    r = _cli("run", "99_nothing")
+    assert r.returncode == 2 and "03_batch_scaling" in r.stderr

