@@ -18,6 +18,7 @@ import time
 
 import httpx
 import numpy as np
+import pandas as pd
 import pytest
 
 from slmstudy.engine import procs
@@ -140,7 +141,13 @@ def test_closed_and_open_loop_sweeps_with_telemetry(server, tmp_path):
     with Measurement(server, tmp_path, interval_ms=50, labels={"model": MODEL}) as m:
         closed = m.run(SweepSpec("concurrency", (1, 2), requests_per_level=4, workload=w, warmup_requests=1))
         opened = m.run(SweepSpec("rate", (4.0,), requests_per_level=4, workload=w))
-    tables = m.tables()
+    tables = m.write_tables()
+    for name in ("levels", "requests", "telemetry", "phases"):
+        assert (tmp_path / "tables" / f"{name}.parquet").exists()
+    assert (tmp_path / "tables" / "levels.csv").exists()
+    stored = pd.read_parquet(tmp_path / "tables" / "requests.parquet")
+    assert len(stored) == 12 and all(sum(c) == OUT for c in stored["chunk_tokens"])
+    assert all(len(g) == len(c) - 1 for g, c in zip(stored["itl_s"], stored["chunk_tokens"]))
     assert closed.completed and opened.completed
     lv = closed.levels.set_index("level")
     assert list(lv.index) == [1, 2] and (lv["status"] == "ok").all() and (lv["completed"] == 4).all()
@@ -166,11 +173,14 @@ def test_closed_and_open_loop_sweeps_with_telemetry(server, tmp_path):
 
     orow = opened.levels.iloc[0]
     assert orow["status"] == "ok" and orow["send_lag_p99_s"] < 0.5
+    assert sorted(opened.requests["index"]) == list(range(9, 13))  # past the first sweep's prompts and warm-up
     sched = opened.requests.sort_values("index")["scheduled_s"].to_numpy()
     np.testing.assert_allclose(sched, load.poisson_arrivals(4.0, 4, seed=3))
 
     # telemetry joined per level (CPU backend here: utilisation, no energy counter)
     tl = tables["levels"]
+    assert (tl["tokenizer"] == tokenizer.GENERATED).all() and (tl["weights"] == "dummy").all()
+    assert (tl["model"] == MODEL).all()
     assert len(tl) == 3 and (tl["telemetry_samples"] > 0).all() and (tl["proc_cpu_pct_mean"] > 0).all()
     assert tl["energy_j"].isna().all()
     trace = tables["telemetry"]

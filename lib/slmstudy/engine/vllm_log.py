@@ -75,15 +75,38 @@ _WRAPPERS = (
 )
 
 
+# vLLM validates its config with pydantic, whose exception line only says
+# "1 validation error for ModelConfig"; the reason is on the indented lines below.
+_PYDANTIC_HEADER = re.compile(r"\d+ validation errors? for \w+$")
+_PROCESS_PREFIX = re.compile(r"^\([A-Za-z_]+(?: pid=\d+)?\)\s?")
+
+
 def root_cause(log: str) -> str | None:
-    """The first exception in the log that is not a wrapper around another one."""
+    """The first exception in the log that is not a wrapper around another one,
+    with a pydantic validation error's details appended."""
     log = plain(log)
     candidates = []
     for line in log.splitlines():
         m = _EXC_LINE.match(line.strip())
         if m:
             candidates.append(f"{m.group(1)}: {m.group(2).strip()}")
-    for text in candidates:
-        if not any(w in text for w in _WRAPPERS):
-            return text
-    return candidates[0] if candidates else None
+    cause = next((t for t in candidates if not any(w in t for w in _WRAPPERS)), candidates[0] if candidates else None)
+    if cause and _PYDANTIC_HEADER.search(cause):
+        cause = _with_validation_details(cause, log)
+    return cause
+
+
+def _with_validation_details(cause: str, log: str) -> str:
+    lines = [_PROCESS_PREFIX.sub("", line) for line in log.splitlines()]
+    header = cause.split(": ", 1)[1]
+    for i, line in enumerate(lines):
+        if line.rstrip().endswith(header):
+            details = []
+            for nxt in lines[i + 1:]:
+                if not nxt.startswith((" ", "\t")) or nxt.strip().startswith("For further information"):
+                    break
+                details.append(nxt.strip())
+            if details:
+                return f"{cause}: {'; '.join(details)}"
+            break
+    return cause

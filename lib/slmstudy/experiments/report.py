@@ -209,20 +209,22 @@ def _architecture_rows(cfg: pd.DataFrame, models: list[str]) -> list[tuple[str, 
 
 
 def _serving_metrics(v: RunView, slo: float) -> list[dict[str, Any]]:
+    """From the closed-loop levels: the largest concurrency whose mean TTFT meets
+    the objective, and TTFT / end-to-end latency at 16 concurrent users."""
     levels = v.table("levels")
     src = f"04_serving ({v.dir.name})"
     rows: list[dict[str, Any]] = []
-    if levels.empty or "concurrency" not in levels:
+    if levels.empty:
         return rows
-    closed = levels[levels["concurrency"].notna()]
-    for m, g in closed.groupby("model"):
-        ok = g[(~g.get("failed", False)) & (g["ttft_mean_s"] <= slo)]
-        rows.append(_row("serving_max_concurrency_meeting_ttft_slo", m, None,
-                         float(ok["concurrency"].max()) if len(ok) else 0.0, "concurrent requests", src))
-        c16 = g[g["concurrency"] == 16]
+    closed = levels[levels["mode"] == "concurrency"]
+    for (m, p), g in closed.groupby(["model", "precision"]):
+        ok = g[(g["status"] != "failed") & (g["ttft_mean_s"] <= slo)]
+        rows.append(_row("serving_max_concurrency_meeting_ttft_slo", m, p,
+                         float(ok["level"].max()) if len(ok) else 0.0, "concurrent requests", src))
+        c16 = g[g["level"] == 16]
         if len(c16):
-            rows.append(_row("serving_mean_ttft_s_c16", m, None, c16["ttft_mean_s"].iloc[0], "s", src))
-            rows.append(_row("serving_mean_e2e_s_c16", m, None, c16["e2e_mean_s"].iloc[0], "s", src))
+            rows.append(_row("serving_mean_ttft_s_c16", m, p, float(c16["ttft_mean_s"].iloc[0]), "s", src))
+            rows.append(_row("serving_mean_e2e_s_c16", m, p, float(c16["e2e_mean_s"].iloc[0]), "s", src))
     return rows
 
 

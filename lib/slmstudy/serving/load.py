@@ -224,8 +224,12 @@ class SweepResult:
 async def sweep(client: StreamingClient, w: Workload, mode: Mode, levels: Sequence[float], requests_per_level: int,
                 slo: Slo = Slo(), warmup_requests: int = 0, journal: Journal | None = None,
                 labels: dict[str, Any] | None = None, stop_on_failed_level: bool = True,
-                on_record: Callable[[RequestRecord], None] | None = None) -> SweepResult:
-    """Every level in turn; journal phases (``warmup``, ``load``) line them up with telemetry."""
+                on_record: Callable[[RequestRecord], None] | None = None, first_index: int = 0) -> SweepResult:
+    """Every level in turn; journal phases (``warmup``, ``load``) line them up with telemetry.
+
+    Request ``i`` of the sweep gets prompt index ``first_index + i``: give later
+    sweeps on the same server a ``first_index`` past the earlier ones, so that no
+    prompt is sent twice (with prefix caching on, a repeat would be a cache hit)."""
     if mode not in ("concurrency", "rate"):
         raise ValueError(f"mode must be 'concurrency' or 'rate', not {mode!r}")
     labels = dict(labels or {})
@@ -234,9 +238,9 @@ async def sweep(client: StreamingClient, w: Workload, mode: Mode, levels: Sequen
         # First requests pay for lazy initialisation (first compiled shapes, the
         # detokeniser, connection set-up); they are not part of any level.
         with _phase(journal, "warmup", **base):
-            await closed_loop(client, w, 1, warmup_requests, first_index=WARMUP_INDEX_BASE)
+            await closed_loop(client, w, 1, warmup_requests, first_index=WARMUP_INDEX_BASE + first_index)
     level_rows, request_rows = [], []
-    next_index = 0
+    next_index = first_index
     completed = True
     for level in levels:
         lab = {**base, "level": level}

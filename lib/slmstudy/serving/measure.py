@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..atomic import write_table
 from ..engine import journal as journal_mod
 from ..engine.journal import Journal
 from ..results.tables import energy_between, load_telemetry, window_stats
@@ -58,15 +59,17 @@ class Measurement:
         self.interval_ms = interval_ms
         self.gpu_index = gpu_index
         self.request_timeout_s = request_timeout_s
-        self.labels = dict(labels or {})
+        # every level and request row says what was served and with which tokenizer
+        self.labels = {**server.facts, **(labels or {})}
         self.journal: Journal | None = None
         self.sampler: Sampler | None = None
         self.results: list[SweepResult] = []
+        self._next_index = 0  # prompt indices already used on this server
 
     def __enter__(self) -> "Measurement":
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.journal = Journal(self.out_dir / "events.jsonl")
-        self.journal.write("server", **self.server.info(), **self.labels)
+        self.journal.write("server", **{**self.server.info(), **self.labels})
         if self.telemetry:
             self.sampler = Sampler(self.out_dir / "telemetry.jsonl", self.interval_ms, self.gpu_index,
                                    root_pid=self.server.pid)
@@ -91,11 +94,23 @@ class Measurement:
                                        timeout_s=self.request_timeout_s) as client:
                 return await sweep(client, spec.workload, spec.mode, spec.levels, spec.requests_per_level,
                                    slo=spec.slo, warmup_requests=spec.warmup_requests, journal=self.journal,
-                                   labels={**self.labels, **spec.labels})
+                                   labels={**self.labels, **spec.labels}, first_index=first)
 
+        first = self._next_index
+        self._next_index += len(spec.levels) * spec.requests_per_level + spec.warmup_requests
         result = run_sync(go)
         self.results.append(result)
         return result
+
+    def write_tables(self, tables_dir: Path | None = None) -> dict[str, pd.DataFrame]:
+        """``tables()`` as Parquet (+ CSV for the small ones) under ``tables_dir``
+        (default ``out_dir/tables``)."""
+        tables = self.tables()
+        target = Path(tables_dir) if tables_dir else self.out_dir / "tables"
+        for name, df in tables.items():
+            if not df.empty:
+                write_table(df, target / name, csv=name in ("levels", "phases"))
+        return tables
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """``levels`` (with energy and utilisation per level), ``requests``, ``telemetry``

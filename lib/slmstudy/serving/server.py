@@ -19,7 +19,6 @@ import atexit
 import contextlib
 import errno
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -106,33 +105,6 @@ def _listening_pids(pids: list[psutil.Process], port: int) -> set[int]:
 
 
 # ------------------------------------------------------------------ failures
-_PYDANTIC_HEADER = re.compile(r"\d+ validation errors? for \w+$")
-_PROCESS_PREFIX = re.compile(r"^\([A-Za-z_]+(?: pid=\d+)?\)\s?")
-
-
-def root_cause(log: str) -> str | None:
-    """vLLM's root cause (``engine.vllm_log``), with the details of a pydantic
-    ValidationError: vLLM validates its config with pydantic, whose exception line
-    only says "1 validation error for ModelConfig"; the reason is on the
-    indented lines below it."""
-    cause = vllm_log.root_cause(log)
-    if not cause or not _PYDANTIC_HEADER.search(cause):
-        return cause
-    lines = [_PROCESS_PREFIX.sub("", line) for line in log.splitlines()]
-    header = cause.split(": ", 1)[1]
-    for i, line in enumerate(lines):
-        if line.rstrip().endswith(header):
-            details = []
-            for nxt in lines[i + 1:]:
-                if not nxt.startswith((" ", "\t")) or nxt.strip().startswith("For further information"):
-                    break
-                details.append(nxt.strip())
-            if details:
-                return f"{cause}: {'; '.join(details)}"
-            break
-    return cause
-
-
 # ----------------------------------------------------------------------- server
 class VllmServer:
     """``with VllmServer(...) as server: ... server.base_url ...``"""
@@ -140,8 +112,11 @@ class VllmServer:
     def __init__(self, model: str, kwargs: dict[str, Any], log_path: Path, *,
                  served_model_name: str = DEFAULT_NAME, host: str = "127.0.0.1", port: int | None = None,
                  start_timeout_s: float = 900.0, stop_grace_s: float = 15.0,
-                 extra_flags: list[str] | None = None, env: dict[str, str] | None = None):
+                 extra_flags: list[str] | None = None, env: dict[str, str] | None = None,
+                 facts: dict[str, Any] | None = None):
         self.model = model
+        # What results say about what is served (weights, tokenizer), copied into every row.
+        self.facts = dict(facts or {})
         # A server must tokenise text prompts and detokenise outputs.
         self.kwargs = {k: v for k, v in kwargs.items() if k != "model"} | {"skip_tokenizer_init": False}
         self.log_path = Path(log_path)
@@ -169,7 +144,9 @@ class VllmServer:
             kw["tokenizer"] = served.tokenizer_path
         # As in the offline worker: periodic stat logging is work the benchmark should not pay for.
         kw["disable_log_stats"] = True
-        return cls(served.source.model, kw, log_path, **options)
+        facts = {"weights": served.source.weights, "weights_source": served.source.description,
+                 "tokenizer": served.tokenizer}
+        return cls(served.source.model, kw, log_path, facts=facts, **options)
 
     # ------------------------------------------------------------------ facts
     @property
@@ -202,6 +179,7 @@ class VllmServer:
     def info(self) -> dict[str, Any]:
         """What results record about this server."""
         return {
+            **self.facts,
             "served_model_name": self.served_model_name,
             "host": self.host, "port": self.port, "pid": self.pid,
             "command": " ".join(self.command()) if self.port else None,
@@ -228,6 +206,10 @@ class VllmServer:
             self.port = self.requested_port
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         cmd = self.command()
+        # Plain logs, as engine.procs does: Jupyter kernels export FORCE_COLOR, which
+        # makes vLLM colour its log lines even into a file.
+        env = dict(os.environ, PYTHONUNBUFFERED="1", NO_COLOR="1", VLLM_LOGGING_COLOR="0", **self.env)
+        env.pop("FORCE_COLOR", None)
         try:
             with open(self.log_path, "w") as log:
                 log.write("$ " + " ".join(cmd) + "\n")
@@ -235,7 +217,7 @@ class VllmServer:
                 self.started_at = time.time()
                 self.proc = subprocess.Popen(
                     cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    env=dict(os.environ, PYTHONUNBUFFERED="1", **self.env),
+                    env=env,
                     start_new_session=True,  # its own process group: one signal reaches every engine process
                 )
                 # For the deaths atexit cannot see (SIGKILL, a kernel restart). A
@@ -259,7 +241,7 @@ class VllmServer:
             while True:
                 code = self.proc.poll()
                 if code is not None:
-                    cause = root_cause(self.log_text())
+                    cause = vllm_log.root_cause(self.log_text())
                     raise ServerStartError(
                         f"vLLM server exited with code {code} during start-up: {cause or 'no error found in the log'} "
                         f"(log: {self.log_path})", root_cause=cause, log_path=self.log_path)

