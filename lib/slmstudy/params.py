@@ -118,6 +118,10 @@ class StudyParams(Strict):
     def workload_fields(self) -> list[tuple[str, Workload]]:
         return []
 
+    def check(self) -> list[tuple[str, str]]:
+        """Constraints of a notebook's own keys: (dotted key, message) pairs."""
+        return []
+
 
 # ----------------------------------------------------------------- cross checks
 def cross_check(p: StudyParams) -> list[tuple[str, str]]:
@@ -159,7 +163,7 @@ def cross_check(p: StudyParams) -> list[tuple[str, str]]:
                 ("engine.max_num_seqs",
                  f"{p.engine.max_num_seqs} is below the largest batch size {max(w.batch_sizes)}")
             )
-    return problems
+    return problems + p.check()
 
 
 # ----------------------------------------------------------------------- loading

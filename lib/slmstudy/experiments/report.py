@@ -73,7 +73,7 @@ def find_runs(study: Any) -> dict[str, RunView]:
         others = sorted((paths.runs_dir() / nb).glob(f"{study.resolved.profile}-*"),
                         key=lambda p: p.stat().st_mtime, reverse=True)
         for folder in candidates + others:
-            if (folder / "tables" / "runs.parquet").exists() or (folder / "tables" / "configs.parquet").exists():
+            if any((folder / "tables" / f"{t}.parquet").exists() for t in ("runs", "configs", "levels")):
                 found[nb] = RunView(nb, folder)
                 break
     return found
@@ -216,11 +216,13 @@ def _serving_metrics(v: RunView, slo: float) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     if levels.empty:
         return rows
-    closed = levels[levels["mode"] == "concurrency"]
+    closed = levels[levels["mode"] == "concurrency"].copy()
+    # A level cannot have more requests in flight than it sends.
+    closed["in_flight"] = closed[["level", "requests"]].min(axis=1)
     for (m, p), g in closed.groupby(["model", "precision"]):
         ok = g[(g["status"] != "failed") & (g["ttft_mean_s"] <= slo)]
         rows.append(_row("serving_max_concurrency_meeting_ttft_slo", m, p,
-                         float(ok["level"].max()) if len(ok) else 0.0, "concurrent requests", src))
+                         float(ok["in_flight"].max()) if len(ok) else 0.0, "concurrent requests", src))
         c16 = g[g["level"] == 16]
         if len(c16):
             rows.append(_row("serving_mean_ttft_s_c16", m, p, float(c16["ttft_mean_s"].iloc[0]), "s", src))

@@ -55,6 +55,14 @@ class Params(StudyParams):
     def precision_fields(self) -> list[tuple[str, str]]:
         return [("precision", self.precision)]
 
+    def check(self) -> list[tuple[str, str]]:
+        """A closed-loop level with fewer requests than users never has them all in flight."""
+        if self.closed_loop and self.closed_loop.requests_per_level < max(self.closed_loop.concurrency):
+            return [("closed_loop.requests_per_level",
+                     f"{self.closed_loop.requests_per_level} is below the largest concurrency "
+                     f"{max(self.closed_loop.concurrency)}: that level could never have all its users in flight")]
+        return []
+
     def workload_fields(self) -> list[tuple[str, Workload]]:
         # a chat prompt adds the template's 4 tokens
         batch = max(self.closed_loop.concurrency) if self.closed_loop else 1
@@ -180,6 +188,8 @@ def slo_capacity(study: Any) -> pd.DataFrame:
     rows = []
     for (model, mode), g in df.groupby(["model", "mode"]):
         g = g.sort_values("level")
+        if mode == "concurrency":  # no more users in flight than requests sent
+            g = g.assign(level=g[["level", "requests"]].min(axis=1))
         ok = g[(g["status"] != "failed") & (g["ttft_mean_s"] <= slo)]
         ok90 = g[(g["status"] != "failed") & (g["ttft_p90_s"] <= slo)]
         broken = g[~g.index.isin(ok.index)]
