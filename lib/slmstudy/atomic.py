@@ -25,6 +25,27 @@ def write_with(path: Path, writer: Callable[[Path], None]) -> Path:
     return path
 
 
+def build_folder(folder: Path, marker: str, builder: Callable[[Path], None]) -> Path:
+    """A folder built once and shared: ``builder(tmp)`` fills a temporary folder
+    beside it, which is then renamed into place, so a concurrent run never sees
+    half a folder. ``marker`` is a file whose presence means "already built"."""
+    import shutil
+
+    folder = Path(folder)
+    if (folder / marker).is_file():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        builder(tmp)
+        tmp.rename(folder)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (folder / marker).is_file():  # not a lost race with another run: a real error
+            raise
+    return folder
+
+
 def write_text(path: Path, text: str) -> Path:
     return write_with(path, lambda tmp: tmp.write_text(text))
 

@@ -41,6 +41,15 @@ def finish(fig: Any, study: Any, name: str, caption: str) -> Any:
     return fig
 
 
+def batch_axis(ax: Any, values: Any, label: str = "batch") -> None:
+    """A log-2 axis of batch sizes (or concurrencies) with the values themselves as ticks."""
+    ax.set_xscale("log", base=2)
+    ticks = sorted(set(values))
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel(label)
+
+
 def _errorbar(ax: Any, df: pd.DataFrame, x: str, y: str, label: str, scale: float = 1.0) -> None:
     yerr = None
     if f"{y}_lo" in df and df[f"{y}_lo"].notna().any():
@@ -64,11 +73,7 @@ def metric_grid(study: Any, summary: pd.DataFrame, panels: list[tuple[str, str, 
         for key, g in groups.items():
             text = model_name(key) if hue == "model" else catalog.precision(key).display if hue == "precision" else key
             _errorbar(ax, g.sort_values(x), x, metric, text, scale)
-        ax.set_xscale("log", base=2)
-        ticks = sorted(summary[x].unique())
-        ax.set_xticks(ticks, [str(t) for t in ticks])
-        ax.minorticks_off()
-        ax.set_xlabel(x)
+        batch_axis(ax, summary[x], x)
         ax.set_ylabel(label)
         ax.legend(fontsize=8)
     for ax in list(axes.flat)[len(panels):]:

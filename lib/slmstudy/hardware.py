@@ -63,6 +63,13 @@ def _median_time(fn: Any, sync: Any, warmup: int = 3, reps: int = 10) -> float:
     return times[len(times) // 2]
 
 
+def _copy_bandwidth_tbs(torch: Any, dev: str, sync: Any, n_bytes: int) -> float:
+    """Device-to-device copy of ``n_bytes``, counting bytes read plus written."""
+    src = torch.empty(n_bytes // 4, dtype=torch.float32, device=dev).uniform_()
+    dst = torch.empty_like(src)
+    return 2 * n_bytes / _median_time(lambda: dst.copy_(src), sync) / 1e12
+
+
 def probe() -> dict[str, Any]:
     import torch
 
@@ -72,12 +79,7 @@ def probe() -> dict[str, Any]:
     out: dict[str, Any] = {"device": torch.cuda.get_device_name(0) if cuda else "cpu", "torch": torch.__version__}
 
     # Bandwidth: copy a buffer much larger than any cache (H100 L2 is 50 MB).
-    n_bytes = (2 << 30) if cuda else (256 << 20)
-    src = torch.empty(n_bytes // 4, dtype=torch.float32, device=dev).uniform_()
-    dst = torch.empty_like(src)
-    t = _median_time(lambda: dst.copy_(src), sync)
-    out["bandwidth_tbs"] = 2 * n_bytes / t / 1e12  # read + write
-    del src, dst
+    out["bandwidth_tbs"] = _copy_bandwidth_tbs(torch, dev, sync, (2 << 30) if cuda else (256 << 20))
 
     # Large enough to fill an H100; on a CPU (where bf16 is emulated on AVX2
     # machines and runs at ~1 GFLOP/s) small enough to finish in seconds.

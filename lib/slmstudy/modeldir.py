@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import catalog, paths
+from .atomic import build_folder
 from .errors import UnsupportedVariant
 
 
@@ -62,17 +61,5 @@ def _dummy_folder(spec: catalog.ModelSpec, prec: catalog.PrecisionSpec) -> Path:
     blob = json.dumps(config, sort_keys=True).encode()
     digest = hashlib.sha256(blob).hexdigest()[:12]
     folder = paths.cache_dir() / "models" / f"{spec.key}__{prec.key}__{digest}"
-    if (folder / "config.json").is_file():
-        return folder
-    # Build beside the target and rename, so that concurrent runs never see a
-    # folder without its config.
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        tmp.rename(folder)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not (folder / "config.json").is_file():
-            raise
-    return folder
+    return build_folder(folder, "config.json",
+                        lambda tmp: (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n"))

@@ -701,7 +701,7 @@ def _judge_single(c: AbsoluteClaim | QualitativeClaim, valued: _Valued, unit: st
     any_gpu = getattr(c, "any_gpu", False)
     if not (c.hardware_independent or any_gpu or _same_gpu(c.hardware, our_hw)):
         why = (f"different GPU ({c.hardware} vs {our_hw}): shown, not judged" if c.hardware
-               else f"the article names no GPU for this number and it depends on one: shown, not judged")
+               else "the article names no GPU for this number and it depends on one: shown, not judged")
         return _row(c, **shown, verdict="not comparable", reason=why)
     ok = valued.holds(got.value, scale)
     where = (" (the quantity does not depend on the GPU)" if c.hardware_independent

@@ -39,6 +39,14 @@ class OverheadCheck:
 
 
 @dataclass(frozen=True)
+class Agreement:
+    """Greedy generations of fixed text prompts, kept to compare precisions' outputs."""
+
+    prompts: tuple[str, ...]
+    max_tokens: int
+
+
+@dataclass(frozen=True)
 class ConfigSpec:
     key: str
     model: str
@@ -51,6 +59,7 @@ class ConfigSpec:
     seed: int = 0
     timeout_s: float = 1800.0
     overhead_check: OverheadCheck | None = None
+    agreement: Agreement | None = None
     # free-form labels copied into every result row (e.g. which experiment step)
     labels: dict[str, Any] = field(default_factory=dict)
     # extra environment of the engine process (e.g. its own compile cache);
@@ -68,6 +77,8 @@ class ConfigSpec:
         d = dict(d)
         d["points"] = tuple(Point(**p) for p in d["points"])
         d["clean_dirs"] = tuple(d.get("clean_dirs", ()))
+        if d.get("agreement"):
+            d["agreement"] = Agreement(tuple(d["agreement"]["prompts"]), d["agreement"]["max_tokens"])
         if d.get("overhead_check"):
             oc = dict(d["overhead_check"])
             oc["batch_sizes"] = tuple(oc["batch_sizes"])

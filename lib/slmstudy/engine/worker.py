@@ -28,7 +28,7 @@ from .. import catalog, modeldir
 from ..telemetry.sampler import Sampler
 from .args import EXTENSION, engine_kwargs
 from .journal import Journal
-from .spec import ConfigSpec, OverheadCheck, Point
+from .spec import Agreement, ConfigSpec, OverheadCheck, Point
 
 # Prompt token IDs are drawn from this range: valid in every catalog vocabulary
 # and clear of the special tokens at the top of Qwen2's and Llama 3's vocabularies.
@@ -159,6 +159,26 @@ async def telemetry_overhead(engine: Any, spec: ConfigSpec, check: OverheadCheck
         sampler.start()
 
 
+async def generate_agreement(engine: Any, agreement: Agreement, journal: Journal) -> None:
+    """Greedy (temperature 0) answers to fixed text prompts, for comparing precisions.
+    Needs a tokenizer: the run's pretrained weights bring theirs."""
+    from vllm import SamplingParams
+
+    sp = SamplingParams(max_tokens=agreement.max_tokens, temperature=0.0)
+
+    async def one(i: int, prompt: str) -> None:
+        final = None
+        async for out in engine.generate(prompt, sp, request_id=f"agree-{i}-{uuid.uuid4().hex[:6]}"):
+            final = out
+        completion = final.outputs[0] if final is not None else None
+        journal.write("agreement", index=i, prompt=prompt,
+                      token_ids=list(completion.token_ids) if completion else [],
+                      text=completion.text if completion else "")
+
+    with journal.phase("agreement"):
+        await asyncio.gather(*(one(i, p) for i, p in enumerate(agreement.prompts)))
+
+
 def _is_engine_dead(exc: BaseException) -> bool:
     return type(exc).__name__ in {"EngineDeadError", "EngineGenerateError"}
 
@@ -225,6 +245,8 @@ async def run(spec: ConfigSpec, out: Path, journal: Journal) -> None:
                         raise
                     journal.write("point_error", point=point.name, batch=point.batch,
                                   error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+            if spec.agreement:
+                await generate_agreement(engine, spec.agreement, journal)
             if spec.overhead_check:
                 await telemetry_overhead(engine, spec, spec.overhead_check, sampler, vocab, journal)
             journal.write("engine_after", report=await _engine_report(engine))

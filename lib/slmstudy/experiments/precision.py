@@ -13,18 +13,43 @@ the KV cache, and that plus the KV cache the workload actually needs.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, PositiveInt
 
 from .. import analytic, catalog, stats
-from ..engine.spec import ConfigSpec
-from ..params import PrecisionKey, StudyParams, Workload
+from ..engine.spec import Agreement, ConfigSpec
+from ..params import PrecisionKey, StudyParams, Strict, Workload
 from ..report import start_memory_gib
 from .common import make_spec, points
 
 NOTEBOOK = "02_precision"
+
+
+# A fixed prompt set for output agreement: article 002's worked example first (in
+# its own wording and with its recommended instruction), then short tasks of the
+# kinds the articles name (maths, code, everyday questions), in both languages.
+AGREEMENT_PROMPTS = (
+    "请逐步推理，并将最终答案放在\\boxed{}内。\n已知 f(x) = x^2 + 2x + 1，求 f(3) 的值。\n",
+    "请逐步推理，并将最终答案放在\\boxed{}内。\n一个班级有30人，每人至少喜欢数学或语文中的一门，喜欢数学的有20人，喜欢语文的有18人。两门都喜欢的有几人？\n",
+    "Please reason step by step, and put your final answer within \\boxed{}.\nWhat is 17 * 24?\n",
+    "Please reason step by step, and put your final answer within \\boxed{}.\nA train travels 180 km in 2.5 hours. What is its average speed in km/h?\n",
+    "Write a Python function that returns the n-th Fibonacci number iteratively.\n",
+    "Explain in two sentences what a KV cache is in a transformer.\n",
+    "用一句话解释什么是量化（quantization）。\n",
+    "List three differences between a CPU and a GPU.\n",
+)
+
+
+class AgreementParams(Strict):
+    """Greedy outputs of every precision on AGREEMENT_PROMPTS, compared with the baseline's."""
+
+    max_tokens: PositiveInt = 128
+    # Only for checking the pipeline in tests: random weights make any agreement
+    # figure meaningless, so a notebook never computes it with dummy weights.
+    allow_dummy_weights: bool = False
 
 
 class Params(StudyParams):
@@ -32,6 +57,7 @@ class Params(StudyParams):
     # The reference for relative numbers (article 002 compares against FP32).
     baseline: PrecisionKey = "fp32"
     workload: Workload
+    agreement: AgreementParams | None = None
 
     def precision_fields(self) -> list[tuple[str, str]]:
         return [(f"precisions[{i}]", p) for i, p in enumerate(self.precisions)]
@@ -40,8 +66,13 @@ class Params(StudyParams):
         return [("workload", self.workload)]
 
 
+def agreement_active(p: Params) -> bool:
+    return p.agreement is not None and (p.weights == "pretrained" or p.agreement.allow_dummy_weights)
+
+
 def configs(p: Params) -> list[ConfigSpec]:
-    return [make_spec(p, model, prec, points(p.workload), experiment=NOTEBOOK)
+    agree = Agreement(AGREEMENT_PROMPTS, p.agreement.max_tokens) if agreement_active(p) else None
+    return [dataclasses.replace(make_spec(p, model, prec, points(p.workload), experiment=NOTEBOOK), agreement=agree)
             for model in p.models for prec in p.precisions]
 
 
@@ -131,3 +162,36 @@ def roofline(study: Any) -> pd.DataFrame:
     out = rl.attach(s.assign(input_len=w.input_len, output_len=w.output_len), hardware_limits(study))
     return out[["model", "precision", "batch", "output_tok_s", "bound_tok_s", "achieved_fraction",
                 "decode_bound", "bytes_per_step", "bound_exceeded"]]
+
+
+def agreement(study: Any) -> pd.DataFrame:
+    """Per precision and prompt: token agreement of greedy outputs with the baseline's,
+    and the embedding similarity of the texts when the ``quality`` extra is installed.
+    Says why nothing is reported when the weights are random."""
+    from .. import quality
+
+    p: Params = study.params
+    if not agreement_active(p):
+        why = ("not configured (agreement: null)" if p.agreement is None else
+               "random (dummy) weights: outputs carry no meaning, so agreement would be noise")
+        return pd.DataFrame([{"note": f"output agreement not computed: {why}; "
+                                      "run with weights: pretrained on a machine that has the checkpoints"}])
+    df = study.table("agreement")
+    if df.empty:
+        return pd.DataFrame([{"note": "no agreement outputs recorded (did every configuration fail?)"}])
+    rows = []
+    embed = quality.embedding_model()
+    for model, g in df.groupby("model"):
+        ref = g[g["precision"] == p.baseline].set_index("index")
+        for prec, h in g[g["precision"] != p.baseline].groupby("precision"):
+            h = h.set_index("index").reindex(ref.index)
+            sims = (quality.embedding_similarity(list(ref["text"]), list(h["text"].fillna("")), embed)
+                    if embed else [float("nan")] * len(ref))
+            for (i, r), o, sim in zip(ref.iterrows(), h.itertuples(), sims):
+                rows.append({"model": model, "precision": prec, "baseline": p.baseline, "prompt": i,
+                             **quality.token_agreement(r["token_ids"], o.token_ids), "embedding_cosine": sim})
+    out = pd.DataFrame(rows)
+    if not embed:
+        out["embedding_cosine_note"] = "install slmstudy[quality] for embedding similarity"
+    study.folder.write_json("agreement.json", out.to_dict(orient="records"))
+    return out

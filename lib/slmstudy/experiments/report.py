@@ -308,11 +308,7 @@ def headline_scaling(study: Any, runs: dict[str, RunView]) -> Any:
     else:
         axes[1].text(0.5, 0.5, "GPM metrics need an NVIDIA Hopper GPU", ha="center", transform=axes[1].transAxes)
     for ax in axes:
-        ax.set_xscale("log", base=2)
-        ticks = sorted(s["batch"].unique())
-        ax.set_xticks(ticks, [str(t) for t in ticks])
-        ax.minorticks_off()
-        ax.set_xlabel("batch (requests at once, 128 tokens in, 256 out)")
+        figures.batch_axis(ax, s["batch"], "batch (requests at once, 128 tokens in, 256 out)")
         ax.legend(fontsize=8)
     axes[0].set_yscale("log")
     axes[0].set_ylabel("output tokens/s (dashed: hardware bound)")

@@ -31,7 +31,7 @@ from ..params import Resolved
 from . import environment
 from . import tables as tables_mod
 
-TABLES = ("configs", "runs", "requests", "telemetry", "phases", "point_errors", "overhead")
+TABLES = ("configs", "runs", "requests", "telemetry", "phases", "point_errors", "overhead", "agreement")
 CSV_TABLES = {"configs", "runs", "phases", "point_errors", "overhead"}  # small enough to diff
 
 

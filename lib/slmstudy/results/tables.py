@@ -119,21 +119,27 @@ def run_rows(spec: ConfigSpec, records: list[dict[str, Any]], tel: pd.DataFrame)
     return pd.DataFrame(runs), pd.DataFrame(requests)
 
 
-def telemetry_rows(spec: ConfigSpec, records: list[dict[str, Any]], tel: pd.DataFrame) -> pd.DataFrame:
-    """The trace, each sample labelled with the phase it fell in."""
+def label_by_phases(tel: pd.DataFrame, records: list[dict[str, Any]], fields: tuple[str, ...]) -> pd.DataFrame:
+    """The trace with the ``phase`` each sample fell in and that phase's ``fields``
+    (e.g. point and repetition, or load mode and level); "idle" outside phases."""
     if tel.empty:
         return tel
     tel = tel.copy()
     tel["phase"] = "idle"
-    tel["point"] = None
-    tel["rep"] = np.nan
+    for f in fields:
+        tel[f] = None
     for p in (x for x in records if x["type"] == "phase"):
         inside = (tel["t"] >= p["t0"]) & (tel["t"] <= p["t1"])
         tel.loc[inside, "phase"] = p["name"]
-        if "point" in p:
-            tel.loc[inside, "point"] = p["point"]
-        if "rep" in p:
-            tel.loc[inside, "rep"] = p["rep"]
+        for f in fields:
+            if f in p:
+                tel.loc[inside, f] = p[f]
+    return tel
+
+
+def telemetry_rows(spec: ConfigSpec, records: list[dict[str, Any]], tel: pd.DataFrame) -> pd.DataFrame:
+    """The trace, each sample labelled with the phase, point and repetition it fell in."""
+    tel = label_by_phases(tel, records, ("point", "rep"))
     for k, v in _labels(spec).items():
         tel[k] = v
     return tel
@@ -242,8 +248,13 @@ def build(cdir: Path, spec: ConfigSpec, status: dict[str, Any]) -> dict[str, pd.
         [{**_labels(spec), **{k: v for k, v in r.items() if k != "type"}}
          for r in records if r["type"] == "overhead" and "telemetry" in r]
     )
+    agreement = pd.DataFrame(
+        [{**_labels(spec), **{k: v for k, v in r.items() if k not in ("type", "t")}}
+         for r in records if r["type"] == "agreement"]
+    )
     return {
         "configs": pd.DataFrame([config_row(spec, records, tel, log, status)]),
+        "agreement": agreement,
         "runs": runs,
         "requests": requests,
         "telemetry": telemetry_rows(spec, records, tel),

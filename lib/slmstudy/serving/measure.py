@@ -20,13 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from ..atomic import write_table
 from ..engine import journal as journal_mod
 from ..engine.journal import Journal
-from ..results.tables import energy_between, load_telemetry, window_stats
+from ..results.tables import energy_between, label_by_phases, load_telemetry, window_stats
 from ..telemetry.sampler import Sampler
 from .client import StreamingClient
 from .load import Mode, Slo, SweepResult, Workload, run_sync, sweep
@@ -153,16 +152,4 @@ def with_telemetry(levels: pd.DataFrame, tel: pd.DataFrame) -> pd.DataFrame:
 
 def label_trace(tel: pd.DataFrame, records: list[dict[str, Any]]) -> pd.DataFrame:
     """The trace with ``phase``, ``mode`` and ``level`` of the phase each sample fell in."""
-    if tel.empty:
-        return tel
-    tel = tel.copy()
-    tel["phase"] = "idle"
-    tel["mode"] = None
-    tel["level"] = np.nan
-    for p in (r for r in records if r["type"] == "phase"):
-        inside = (tel["t"] >= p["t0"]) & (tel["t"] <= p["t1"])
-        tel.loc[inside, "phase"] = p["name"]
-        tel.loc[inside, "mode"] = p.get("mode")
-        if "level" in p:
-            tel.loc[inside, "level"] = p["level"]
-    return tel
+    return label_by_phases(tel, records, ("mode", "level"))

@@ -36,8 +36,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -45,6 +43,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .. import modeldir, paths
+from ..atomic import build_folder
 
 Api = Literal["completions", "chat"]
 
@@ -179,19 +178,7 @@ def tokenizer_folder(name: str, config: dict[str, Any]) -> Path:
     shaping = {k: config.get(k) for k in ("vocab_size", "bos_token_id", "eos_token_id", "max_position_embeddings")}
     digest = hashlib.sha256(f"{FORMAT_VERSION}:{json.dumps(shaping, sort_keys=True)}".encode()).hexdigest()[:12]
     folder = paths.cache_dir() / "tokenizers" / f"{name}__{digest}"
-    if (folder / "tokenizer_config.json").is_file():
-        return folder
-    # Built beside the target and renamed: a concurrent run never sees half a folder.
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        write_tokenizer(tmp, config)
-        tmp.rename(folder)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not (folder / "tokenizer_config.json").is_file():
-            raise
-    return folder
+    return build_folder(folder, "tokenizer_config.json", lambda tmp: write_tokenizer(tmp, config))
 
 
 def prompt_text(n_tokens: int, seed: int, index: int) -> str:
