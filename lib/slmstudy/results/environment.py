@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import json
+import os
 import platform
 import socket
 import subprocess
@@ -62,7 +63,9 @@ def capture() -> dict[str, Any]:
         "vllm_dist": plat.vllm_dist,
         "vllm": plat.vllm_version,
         "engine_kind": plat.engine_kind,
-        "git_commit": _git("rev-parse", "HEAD"),
+        # A copy of the tree without .git (the lent GPU host gets one) says its
+        # commit through SLMSTUDY_GIT_COMMIT.
+        "git_commit": _git("rev-parse", "HEAD") or os.environ.get("SLMSTUDY_GIT_COMMIT"),
         "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
         "packages": {d: _version(d) for d in ("pandas", "numpy", "pyarrow", "nvidia-ml-py", "papermill", "transformers")},
     }
