@@ -37,7 +37,3 @@ def engine_table(study: Any) -> pd.DataFrame:
         return cfg
     cols = [c for c in ENGINE_COLUMNS if c in cfg and cfg[c].notna().any()]
     return cfg[cols].rename(columns=ENGINE_COLUMNS)
-
-
-def point_errors(study: Any) -> pd.DataFrame:
-    return study.table("point_errors")

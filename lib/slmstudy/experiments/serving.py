@@ -21,7 +21,6 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import Field, PositiveFloat, PositiveInt
 
-from .. import stats
 from ..atomic import write_json, write_table
 from ..params import PrecisionKey, StudyParams, Strict, Workload
 from .common import engine_dict
@@ -263,13 +262,3 @@ def example_server(study: Any) -> Any:
     server = _server(study, p.models[0], cdir / "server.log")
     server.start()
     return server
-
-
-def mean_ci_table(study: Any) -> pd.DataFrame:
-    """Closed-loop TTFT mean with a 95% CI over the requests of each level."""
-    req = study.table("requests")
-    if req.empty:
-        return req
-    req = req[req["error_type"].isna()]
-    return stats.summarize(req, ["model", "mode", "level"], ["ttft_s", "e2e_s", "tpot_s"])
-
