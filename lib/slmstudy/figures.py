@@ -107,7 +107,11 @@ def utilization_traces(study: Any, configs: list[str] | None = None, name: str =
     """
     tel = study.table("telemetry")
     phases = study.table("phases")
-    configs = configs or (list(dict.fromkeys(tel["config"])) if not tel.empty else [])
+    if not configs and not tel.empty:
+        # an engine started again only to repeat a measurement adds nothing new to look at
+        tel = tel[tel["repeat_of"].isna()] if "repeat_of" in tel else tel
+        configs = list(dict.fromkeys(tel["config"]))
+    configs = configs or []
     fig, axes = plt.subplots(max(len(configs), 1), 1, figsize=(13, 3.6 * max(len(configs), 1)), squeeze=False)
     for ax, config in zip(axes[:, 0], configs):
         t = tel[tel["config"] == config]
@@ -155,6 +159,8 @@ def memory_picture(study: Any, name: str = "memory") -> Any:
     graphs, KV cache, the rest, and what is left free."""
     cfg = study.table("configs")
     cfg = cfg[cfg["status"] == "ok"] if not cfg.empty else cfg
+    if "repeat_of" in cfg:
+        cfg = cfg[cfg["repeat_of"].isna()]  # the same engine started again: same memory
     fig, ax = plt.subplots(figsize=(11, 1.2 + 0.9 * max(len(cfg), 1)))
     labels = []
     for i, (_, row) in enumerate(cfg.iterrows()):

@@ -16,6 +16,7 @@ ENGINE_COLUMNS = {
     "cudagraph_gib": "CUDA graphs GiB", "peak_device_mem_gib": "peak device GiB",
     "peak_proc_rss_gib": "peak engine RSS GiB", "gpu_mem_returned": "memory returned",
     "root_cause": "root cause (if failed)",
+    "repeat_of": "repeats the engine of",
 }
 
 

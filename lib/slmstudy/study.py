@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -93,8 +94,10 @@ class Study:
         return " | ".join(str(p) for p in parts)
 
     # ------------------------------------------------------------------ run
-    def run(self, specs: list[ConfigSpec] | None = None) -> pd.DataFrame:
-        """Run (or skip, when done before) every configuration; one row per outcome."""
+    def run(self, specs: list[ConfigSpec] | None = None,
+            before_each: Callable[[ConfigSpec], None] | None = None) -> pd.DataFrame:
+        """Run (or skip, when done before) every configuration; one row per outcome.
+        ``before_each(spec)`` runs just ahead of each configuration that is not done yet."""
         specs = self.configs() if specs is None else specs
         total = len(specs)
         started: dict[str, float] = {}
@@ -111,7 +114,8 @@ class Study:
             else:
                 print(f"[{i}/{total}] {spec.key}: FAILED after {outcome.seconds:.0f} s: {outcome.root_cause}", flush=True)
 
-        outcomes = runner.run_all(specs, self.folder.configs_dir, self.folder.store_config_tables, progress)
+        outcomes = runner.run_all(specs, self.folder.configs_dir, self.folder.store_config_tables, progress,
+                                   before_each)
         self.folder.consolidate()
         return pd.DataFrame([o.__dict__ for o in outcomes])
 

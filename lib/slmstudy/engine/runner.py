@@ -160,11 +160,18 @@ def _finish(spec: ConfigSpec, cdir: Path, fin: procs.Finished, baseline: float |
 
 def run_all(specs: Iterable[ConfigSpec], configs_dir: Path,
             on_table: Callable[[Path, ConfigSpec, dict[str, Any]], None] | None = None,
-            progress: Callable[[ConfigSpec, Outcome | None], None] | None = None) -> list[Outcome]:
+            progress: Callable[[ConfigSpec, Outcome | None], None] | None = None,
+            before: Callable[[ConfigSpec], None] | None = None) -> list[Outcome]:
+    """Run every configuration in turn; ``before`` runs just ahead of each one
+    that is not already done (e.g. a reference tool that must see the same
+    machine state as the configuration's first measurements)."""
     outcomes = []
     for spec in specs:
-        if progress and not is_done(spec, configs_dir / spec.key):
-            progress(spec, None)
+        if not is_done(spec, configs_dir / spec.key):
+            if progress:
+                progress(spec, None)
+            if before:
+                before(spec)
         outcome = run_config(spec, configs_dir / spec.key, on_table)
         outcomes.append(outcome)
         if progress:
