@@ -66,3 +66,14 @@ def test_write_table_keeps_lists_in_parquet_only(tmp_path):
     assert list(back["itl_s"][0]) == pytest.approx([0.1, 0.2])
     assert list(pd.read_csv(tmp_path / "t.csv").columns) == ["a"]
     assert not list(tmp_path.glob(".*.tmp"))  # no temporary files left behind
+
+
+def test_environment_commit_given_by_the_caller_wins_over_git(monkeypatch):
+    # A copy of the tree run elsewhere may carry a stale .git; the commit the
+    # caller names is the one whose code ran.
+    from slmstudy.results import environment
+
+    monkeypatch.setenv("SLMSTUDY_GIT_COMMIT", "40d5e04")
+    assert environment.capture()["git_commit"] == "40d5e04"
+    monkeypatch.delenv("SLMSTUDY_GIT_COMMIT")
+    assert environment.capture()["git_commit"] != "40d5e04"

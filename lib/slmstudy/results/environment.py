@@ -63,9 +63,10 @@ def capture() -> dict[str, Any]:
         "vllm_dist": plat.vllm_dist,
         "vllm": plat.vllm_version,
         "engine_kind": plat.engine_kind,
-        # A copy of the tree without .git (the lent GPU host gets one) says its
-        # commit through SLMSTUDY_GIT_COMMIT.
-        "git_commit": _git("rev-parse", "HEAD") or os.environ.get("SLMSTUDY_GIT_COMMIT"),
+        # A copy of the tree sent elsewhere (the lent GPU host gets one) says its
+        # commit through SLMSTUDY_GIT_COMMIT; it wins over git because such a copy
+        # may carry a stale .git (one recorded an older HEAD than the code it ran).
+        "git_commit": os.environ.get("SLMSTUDY_GIT_COMMIT") or _git("rev-parse", "HEAD"),
         "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
         "packages": {d: _version(d) for d in ("pandas", "numpy", "pyarrow", "nvidia-ml-py", "papermill", "transformers")},
     }
