@@ -98,8 +98,6 @@ def _readme_bullets() -> list[str]:
     return [_norm(b) for b in bullets]
 
 
-
-
 # ------------------------------------------------------------- shipped file
 @pytest.fixture(scope="module")
 def shipped():

@@ -50,6 +50,12 @@ def batch_axis(ax: Any, values: Any, label: str = "batch") -> None:
     ax.set_xlabel(label)
 
 
+def without_repeats(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows of engines started again only to repeat a measurement (``repeat_of``
+    set) left out: they add nothing to per-engine pictures."""
+    return df[df["repeat_of"].isna()] if "repeat_of" in df else df
+
+
 def _errorbar(ax: Any, df: pd.DataFrame, x: str, y: str, label: str, scale: float = 1.0) -> None:
     yerr = None
     if f"{y}_lo" in df and df[f"{y}_lo"].notna().any():
@@ -107,11 +113,7 @@ def utilization_traces(study: Any, configs: list[str] | None = None, name: str =
     """
     tel = study.table("telemetry")
     phases = study.table("phases")
-    if not configs and not tel.empty:
-        # an engine started again only to repeat a measurement adds nothing new to look at
-        tel = tel[tel["repeat_of"].isna()] if "repeat_of" in tel else tel
-        configs = list(dict.fromkeys(tel["config"]))
-    configs = configs or []
+    configs = configs or (list(dict.fromkeys(without_repeats(tel)["config"])) if not tel.empty else [])
     fig, axes = plt.subplots(max(len(configs), 1), 1, figsize=(13, 3.6 * max(len(configs), 1)), squeeze=False)
     for ax, config in zip(axes[:, 0], configs):
         t = tel[tel["config"] == config]
@@ -158,9 +160,7 @@ def memory_picture(study: Any, name: str = "memory") -> Any:
     """Where the device memory goes, per configuration: weights, activations, CUDA
     graphs, KV cache, the rest, and what is left free."""
     cfg = study.table("configs")
-    cfg = cfg[cfg["status"] == "ok"] if not cfg.empty else cfg
-    if "repeat_of" in cfg:
-        cfg = cfg[cfg["repeat_of"].isna()]  # the same engine started again: same memory
+    cfg = without_repeats(cfg[cfg["status"] == "ok"]) if not cfg.empty else cfg
     fig, ax = plt.subplots(figsize=(11, 1.2 + 0.9 * max(len(cfg), 1)))
     labels = []
     for i, (_, row) in enumerate(cfg.iterrows()):

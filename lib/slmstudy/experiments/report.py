@@ -216,9 +216,10 @@ def _serving_metrics(v: RunView, slo: float) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     if levels.empty:
         return rows
-    closed = levels[levels["mode"] == "concurrency"].copy()
-    # A level cannot have more requests in flight than it sends.
-    closed["in_flight"] = closed[["level", "requests"]].min(axis=1)
+    from .serving import in_flight
+
+    closed = levels[levels["mode"] == "concurrency"]
+    closed = closed.assign(in_flight=in_flight(closed))
     for (m, p), g in closed.groupby(["model", "precision"]):
         ok = g[(g["status"] != "failed") & (g["ttft_mean_s"] <= slo)]
         rows.append(_row("serving_max_concurrency_meeting_ttft_slo", m, p,

@@ -177,6 +177,12 @@ def levels(study: Any) -> pd.DataFrame:
     return df[[c for c in LEVEL_COLUMNS if c in df]] if not df.empty else df
 
 
+def in_flight(levels: pd.DataFrame) -> pd.Series:
+    """Requests in flight at a closed-loop level: its users, but never more than
+    the requests it sends (older runs sent fewer requests than users)."""
+    return levels[["level", "requests"]].min(axis=1)
+
+
 def slo_capacity(study: Any) -> pd.DataFrame:
     """The largest load at which each model still meets the objective (mean and
     p90 TTFT within ``slo_ttft_s``), per load mode, and the first load that breaks it."""
@@ -187,8 +193,8 @@ def slo_capacity(study: Any) -> pd.DataFrame:
     rows = []
     for (model, mode), g in df.groupby(["model", "mode"]):
         g = g.sort_values("level")
-        if mode == "concurrency":  # no more users in flight than requests sent
-            g = g.assign(level=g[["level", "requests"]].min(axis=1))
+        if mode == "concurrency":
+            g = g.assign(level=in_flight(g))
         ok = g[(g["status"] != "failed") & (g["ttft_mean_s"] <= slo)]
         ok90 = g[(g["status"] != "failed") & (g["ttft_p90_s"] <= slo)]
         broken = g[~g.index.isin(ok.index)]

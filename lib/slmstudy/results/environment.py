@@ -54,6 +54,11 @@ def _git(*args: str) -> str | None:
 
 def capture() -> dict[str, Any]:
     plat = detect()
+    # A copy of the tree sent elsewhere (the lent GPU host gets one) says its
+    # commit through SLMSTUDY_GIT_COMMIT; it wins over git because such a copy
+    # may carry a stale .git (one recorded an older HEAD than the code it ran),
+    # whose dirtiness would be just as stale: unknown then.
+    named = os.environ.get("SLMSTUDY_GIT_COMMIT")
     env: dict[str, Any] = {
         "captured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "host": socket.gethostname(),
@@ -63,11 +68,8 @@ def capture() -> dict[str, Any]:
         "vllm_dist": plat.vllm_dist,
         "vllm": plat.vllm_version,
         "engine_kind": plat.engine_kind,
-        # A copy of the tree sent elsewhere (the lent GPU host gets one) says its
-        # commit through SLMSTUDY_GIT_COMMIT; it wins over git because such a copy
-        # may carry a stale .git (one recorded an older HEAD than the code it ran).
-        "git_commit": os.environ.get("SLMSTUDY_GIT_COMMIT") or _git("rev-parse", "HEAD"),
-        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "git_commit": named or _git("rev-parse", "HEAD"),
+        "git_dirty": None if named else bool(_git("status", "--porcelain", "--untracked-files=no")),
         "packages": {d: _version(d) for d in ("pandas", "numpy", "pyarrow", "nvidia-ml-py", "papermill", "transformers")},
     }
     try:

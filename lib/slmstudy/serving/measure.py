@@ -129,7 +129,7 @@ class Measurement:
         return {
             "levels": with_telemetry(levels, tel),
             "requests": requests,
-            "telemetry": label_trace(tel, records),
+            "telemetry": label_by_phases(tel, records, ("mode", "level")),
             "phases": phases,
         }
 
@@ -148,8 +148,3 @@ def with_telemetry(levels: pd.DataFrame, tel: pd.DataFrame) -> pd.DataFrame:
                      "j_per_output_token": energy / tokens if tokens else float("nan"),
                      **window_stats(tel, lv["t0"], lv["t1"])})
     return pd.concat([levels.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
-
-
-def label_trace(tel: pd.DataFrame, records: list[dict[str, Any]]) -> pd.DataFrame:
-    """The trace with ``phase``, ``mode`` and ``level`` of the phase each sample fell in."""
-    return label_by_phases(tel, records, ("mode", "level"))
