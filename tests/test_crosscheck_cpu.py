@@ -63,6 +63,24 @@ def test_verdict_pools_every_round(checked):
     assert (df["seconds_between"].iloc[:2] > 0).all()
 
 
+def test_both_sides_say_what_the_host_was_doing(checked):
+    study, _, df = checked
+    for spec in study.configs():
+        bench = json.loads((study.dir / f"bench_latency/{spec.key}.json").read_text())
+        tel = bench["telemetry"]
+        assert "error" not in tel, tel.get("error")
+        assert tel["window_t1"] - tel["window_t0"] == pytest.approx(sum(bench["latencies_s"]))
+        assert tel["window_t1"] <= bench["finished_at"]
+        rows = [json.loads(line) for line in
+                (study.dir / f"bench_latency/{spec.key}__{batch_scaling.CROSSCHECK_POINT}.telemetry.jsonl")
+                .read_text().splitlines()]
+        # The sampler saw bench latency's processes working (one busy core reads ~100).
+        assert max(r["proc_cpu_pct"] for r in rows[1:]) > 50
+    per_round = df[df["round"] != "all"]
+    assert (per_round["slmstudy_during_proc_cpu_pct_mean"] > 0).all()
+    assert {"bench_during_cpu_steal_pct_mean", "slmstudy_during_cpu_steal_pct_mean"} <= set(df.columns)
+
+
 def test_repeated_engines_stay_out_of_the_per_engine_figures(checked):
     study, *_ = checked
     cfg = study.table("configs")

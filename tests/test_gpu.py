@@ -41,6 +41,8 @@ def test_sampler_reads_gpm_and_energy_at_20hz(tmp_path):
     assert busy, "a bf16 matmul loop must show tensor-core activity"
     assert max(r["gpm_sm_active_pct"] for r in busy) > 50
     assert rows[-1]["energy_mj"] > rows[0]["energy_mj"]
+    # The host's side rides along: the machine, its steal, the sampled process tree.
+    assert {"cpu_pct", "cpu_steal_pct", "proc_cpu_pct", "proc_rss_mib"} <= rows[-1].keys()
 
 
 @pytest.fixture(scope="module")

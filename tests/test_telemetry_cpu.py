@@ -32,6 +32,8 @@ def test_cpu_fallback_samples_at_rate_and_stops(tmp_path):
     gaps = [b["t"] - a["t"] for a, b in zip(rows, rows[1:])]
     assert max(gaps) < 0.15
     assert {"cpu_pct", "mem_used_mib", "proc_cpu_pct", "proc_rss_mib"} <= rows[-1].keys()
+    if sys.platform == "linux":  # /proc/stat has a steal column (0 outside a VM)
+        assert all(0 <= r["cpu_steal_pct"] <= 100 for r in rows[1:])
 
 
 def test_process_tree_cpu_is_measured(tmp_path):

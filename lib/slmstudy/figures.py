@@ -96,10 +96,12 @@ GPU_SERIES = [
     ("gpm_sm_occupancy_pct", "SM occupancy (GPM)", "tab:cyan", "-"),
     ("gpm_tensor_active_pct", "tensor-core activity (GPM)", "tab:red", "-"),
     ("gpm_dram_bw_pct", "DRAM bandwidth (GPM)", "tab:green", "-"),
+    ("cpu_steal_pct", "host CPU steal % (time the hypervisor ran other guests)", "tab:purple", ":"),
 ]
 CPU_SERIES = [
     ("cpu_pct", "machine CPU %", "black", "--"),
     ("proc_cpu_pct", "engine process tree CPU % (100 = one core)", "tab:blue", "-"),
+    ("cpu_steal_pct", "host CPU steal % (time the hypervisor ran other guests)", "tab:purple", ":"),
 ]
 
 

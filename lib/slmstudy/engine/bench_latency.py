@@ -4,11 +4,16 @@ engine arguments and workload, in a process of its own.
 ``bench latency`` times whole ``LLM.generate`` calls of one batch (prefill plus
 all decode steps), so its tokens/s is ``batch * output_len / avg_latency``: the
 same definition as our per-repetition ``output_tok_s``.
+
+The telemetry sampler runs beside it as beside our engine, so both sides of the
+comparison say how busy the GPU and the host were and how much CPU time the
+hypervisor took away (steal) while they were measured.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -38,11 +43,26 @@ def command(spec: ConfigSpec, point: Point, out_json: Path, iters: int, warmup: 
 
 def run(spec: ConfigSpec, point: Point, out_dir: Path, iters: int = 10, warmup: int = 3,
         timeout_s: float = 900) -> dict[str, Any]:
-    """Run it and return {avg_latency_s, output_tok_s, command, ...}; ``error`` on failure."""
+    """Run it and return {avg_latency_s, output_tok_s, command, telemetry, ...};
+    ``error`` on failure."""
+    from ..telemetry.sampler import Sampler
+
     out_dir.mkdir(parents=True, exist_ok=True)
     out_json = out_dir / f"{spec.key}__{point.name}.json"
+    trace = out_json.with_suffix(".telemetry.jsonl")
     cmd = command(spec, point, out_json, iters, warmup)
-    fin = procs.run_logged(cmd, out_json.with_suffix(".log"), timeout_s)
+    sampler = None
+    if spec.telemetry.get("enabled", True):
+        trace.unlink(missing_ok=True)  # a rerun's trace starts afresh
+        # Rooted at this process: the tree then holds bench latency and its engine core.
+        sampler = Sampler(trace, spec.telemetry.get("interval_ms", 50), spec.telemetry.get("gpu_index", 0),
+                          root_pid=os.getpid())
+        sampler.start()
+    try:
+        fin = procs.run_logged(cmd, out_json.with_suffix(".log"), timeout_s)
+    finally:
+        if sampler is not None:
+            sampler.stop()
     result: dict[str, Any] = {
         "config": spec.key, "model": spec.model, "precision": spec.precision, "batch": point.batch,
         "input_len": point.input_len, "output_len": point.output_len, "iters": iters, "warmup": warmup,
@@ -58,4 +78,23 @@ def run(spec: ConfigSpec, point: Point, out_dir: Path, iters: int = 10, warmup: 
     avg = float(data["avg_latency"])
     result.update(avg_latency_s=avg, output_tok_s=point.batch * point.output_len / avg,
                   latencies_s=data.get("latencies"), percentiles=data.get("percentiles"))
+    if sampler is not None:
+        result["telemetry"] = measured_window(trace, out_json.stat().st_mtime, data.get("latencies") or [])
     return result
+
+
+def measured_window(trace: Path, written_at: float, latencies: list[float]) -> dict[str, Any]:
+    """Telemetry means over the measured iterations: bench latency writes its JSON
+    as soon as they end, and they ran back to back, so they cover the
+    ``sum(latencies)`` seconds before the file's modification time."""
+    from ..results.tables import energy_between, load_telemetry, window_stats
+
+    t0 = written_at - sum(latencies)
+    out: dict[str, Any] = {"window_t0": t0, "window_t1": written_at}
+    try:
+        tel = load_telemetry(trace)
+        out.update(window_stats(tel, t0, written_at))
+        out["energy_j"] = energy_between(tel, t0, written_at)
+    except (OSError, ValueError, KeyError) as exc:  # the trace is evidence, not the result
+        out["error"] = f"{type(exc).__name__}: {exc}"
+    return out

@@ -159,16 +159,40 @@ def crosscheck(study: Any) -> pd.DataFrame:
             finished = result.get("finished_at")
             gap_s = float(mine["t0"].min() - finished) if finished and len(mine) else float("nan")
             rows.append(_compare(spec.model, spec.precision, point, str(n), ours, theirs, p.bench_latency.tolerance_pct,
-                                 seconds_between=gap_s, bench_error=result.get("error")))
+                                 seconds_between=gap_s, bench_error=result.get("error"),
+                                 **_conditions(mine, result.get("telemetry") or {})))
             ours_all.append(ours)
             theirs_all.append(theirs)
+        per_round = rows[-len(specs):]
         rows.append(_compare(specs[0].model, specs[0].precision, point, "all", np.concatenate(ours_all),
                              np.concatenate(theirs_all), p.bench_latency.tolerance_pct,
-                             seconds_between=float("nan"), bench_error=None))
+                             seconds_between=float("nan"), bench_error=None,
+                             **{k: _mean_known([r[k] for r in per_round])
+                                for k in per_round[0] if k.startswith(("slmstudy_during_", "bench_during_"))}))
     df = pd.DataFrame(rows)
     if not df.empty:
         study.folder.write_json("bench_latency/crosscheck.json", df.to_dict(orient="records"))
     return df
+
+
+# What the host and the GPU were doing while each side measured (telemetry means):
+# batch-1 decoding is host-bound, so steal and the processes' CPU explain gaps.
+CONDITIONS = ["cpu_steal_pct", "cpu_pct", "proc_cpu_pct", "util_gpu_pct", "gpm_sm_active_pct"]
+
+
+def _conditions(ours: pd.DataFrame, theirs: dict[str, Any]) -> dict[str, float]:
+    out = {}
+    for c in CONDITIONS:
+        col = f"{c}_mean"
+        out[f"slmstudy_during_{col}"] = float(ours[col].mean()) if col in ours and ours[col].notna().any() \
+            else float("nan")
+        out[f"bench_during_{col}"] = float(theirs.get(col, float("nan")))
+    return out
+
+
+def _mean_known(values: list[float]) -> float:
+    known = [v for v in values if v == v]
+    return float(np.mean(known)) if known else float("nan")
 
 
 def _compare(model: str, precision: str, point: Point, rnd: str, ours: np.ndarray, theirs: np.ndarray,

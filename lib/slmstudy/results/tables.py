@@ -28,7 +28,7 @@ MEAN_COLUMNS = [
     "power_w", "util_gpu_pct", "sm_clock_mhz", "temp_c",
     "gpm_sm_active_pct", "gpm_sm_occupancy_pct", "gpm_tensor_active_pct",
     "gpm_hmma_tensor_pct", "gpm_imma_tensor_pct", "gpm_dram_bw_pct",
-    "gpm_fp32_pct", "gpm_fp16_pct", "cpu_pct", "proc_cpu_pct",
+    "gpm_fp32_pct", "gpm_fp16_pct", "cpu_pct", "cpu_steal_pct", "proc_cpu_pct",
 ]
 MAX_COLUMNS = ["mem_used_mib", "proc_mem_mib", "proc_rss_mib"]
 

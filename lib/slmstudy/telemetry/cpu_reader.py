@@ -1,7 +1,11 @@
-"""Without an NVIDIA GPU: CPU and memory of the machine and of the engine's process tree.
+"""CPU and memory of the machine and of the engine's process tree.
 
-The CPU engine runs its forward passes in a child process of the measuring
-process; the tree's CPU time is the CPU-side analogue of GPU activity.
+Without an NVIDIA GPU this is the whole trace: the CPU engine runs its forward
+passes in a child process of the measuring process, and the tree's CPU time is
+the CPU-side analogue of GPU activity. With one, the host part is added to every
+GPU sample: small-batch decoding is bound by the host, so how busy the engine's
+processes were, and how much CPU time the hypervisor gave to other guests
+(steal), explain speed differences that the GPU's own counters cannot.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ class CpuReader:
         self._procs: dict[int, psutil.Process] = {}
         self._tree_at = 0.0
         psutil.cpu_percent(interval=None)  # prime: the first call returns 0.0
+        psutil.cpu_times_percent(interval=None)
 
     def device_info(self) -> dict[str, Any]:
         freq = psutil.cpu_freq()
@@ -54,11 +59,15 @@ class CpuReader:
 
     def sample(self, pids: set[int] | None = None) -> dict[str, Any]:
         vm = psutil.virtual_memory()
-        row: dict[str, Any] = {
-            "t": time.time(),
-            "cpu_pct": psutil.cpu_percent(interval=None),
-            "mem_used_mib": (vm.total - vm.available) / 2**20,
-        }
+        return {"t": time.time(), **self.host_sample(), "mem_used_mib": (vm.total - vm.available) / 2**20}
+
+    def host_sample(self) -> dict[str, Any]:
+        """Machine CPU %, steal % (Linux guests: time a vCPU waited for the host),
+        and the engine process tree's CPU % (100 = one core) and resident memory."""
+        row: dict[str, Any] = {"cpu_pct": psutil.cpu_percent(interval=None)}
+        steal = getattr(psutil.cpu_times_percent(interval=None), "steal", None)
+        if steal is not None:
+            row["cpu_steal_pct"] = steal
         cpu = rss = 0.0
         for p in self.tree():
             try:

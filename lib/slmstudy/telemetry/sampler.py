@@ -25,20 +25,42 @@ from typing import Any
 
 import psutil
 
+from .cpu_reader import CpuReader
+
 
 def _open_reader(gpu_index: int, root_pid: int) -> tuple[Any, str, str | None]:
+    """The GPU reader with the host's CPU added to each sample, or the CPU reader alone."""
     if os.environ.get("SLMSTUDY_FORCE_CPU") != "1":
         try:
             from .nvml_reader import NvmlReader
 
-            return NvmlReader(gpu_index), "nvml", None
+            return WithHost(NvmlReader(gpu_index), CpuReader(root_pid)), "nvml", None
         except Exception as exc:  # no driver / library / device: CPU fallback
             reason = f"NVML unavailable ({type(exc).__name__}: {exc})"
     else:
         reason = "SLMSTUDY_FORCE_CPU=1"
-    from .cpu_reader import CpuReader
-
     return CpuReader(root_pid), "cpu", reason
+
+
+class WithHost:
+    """A GPU reader whose samples also carry the host's CPU columns (``host_sample``)."""
+
+    def __init__(self, gpu: Any, host: CpuReader):
+        self.gpu, self.host = gpu, host
+
+    def device_info(self) -> dict[str, Any]:
+        return self.gpu.device_info()
+
+    def sample(self, pids: set[int] | None = None) -> dict[str, Any]:
+        row = self.gpu.sample(pids)
+        try:
+            row.update(self.host.host_sample())
+        except Exception as exc:  # the host columns are extra: never lose the GPU sample
+            row["host_sample_error"] = f"{type(exc).__name__}: {exc}"
+        return row
+
+    def close(self) -> None:
+        self.gpu.close()
 
 
 def _run(out: Path, interval_s: float, gpu_index: int, root_pid: int) -> int:
