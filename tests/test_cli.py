@@ -31,6 +31,20 @@ def test_check_accepts_the_shipped_profiles():
         assert r.returncode == 0, r.stderr
 
 
+def test_shipped_layers_validate_over_their_profile():
+    # params/NOTEBOOK/*.yaml other than cpu.yaml and gpu.yaml are -f layers, named
+    # *_gpu or *_cpu after the profile they refine; list shows them apart from profiles.
+    listed = _cli("list").stdout
+    layers = [f for f in sorted((ROOT / "params").glob("*/*.yaml")) if f.stem not in ("cpu", "gpu")]
+    assert layers
+    for f in layers:
+        rel = str(f.relative_to(ROOT))
+        assert rel in listed.split("-f: ", 1)[-1]
+        profile = "gpu" if f.stem.endswith("_gpu") else "cpu"
+        r = _cli("check", "--profile", profile, "-f", rel, f.parent.name)
+        assert r.returncode == 0, r.stderr
+
+
 def test_bad_file_fails_fast_naming_file_and_key(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("workload:\n  batch_sizes: [1, -2]\n  colour: red\nmodels: [gpt-5]\n")

@@ -106,9 +106,15 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    root = paths.project_root()
     for nb in available():
-        profiles = sorted(p.stem for p in (paths.params_dir() / nb).glob("*.yaml"))
-        print(f"{nb:<22} profiles: {', '.join(profiles) or '-'}")
+        files = sorted((paths.params_dir() / nb).glob("*.yaml"))
+        profiles = [f.stem for f in files if f.stem in ("cpu", "gpu")]
+        # Other files there are layers for -f (a variant of a profile), not profiles.
+        layers = [str(f.relative_to(root)) if f.is_relative_to(root) else str(f) for f in files
+                  if f.stem not in profiles]
+        line = f"{nb:<22} profiles: {', '.join(profiles) or '-'}"
+        print(line + (f"   -f: {', '.join(layers)}" if layers else ""))
     return 0
 
 
