@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -77,3 +79,17 @@ def test_environment_commit_given_by_the_caller_wins_over_git(monkeypatch):
     assert environment.capture()["git_commit"] == "40d5e04"
     monkeypatch.delenv("SLMSTUDY_GIT_COMMIT")
     assert environment.capture()["git_commit"] != "40d5e04"
+
+
+def test_committed_reference_csvs_are_rectangular():
+    # Hand-extended files such as crosscheck_history.csv must stay machine-readable:
+    # a stray comma in a text field would shift every later column.
+    import csv
+
+    root = Path(__file__).resolve().parents[1] / "outputs" / "reference"
+    files = sorted(root.rglob("*.csv"))
+    assert files
+    for f in files:
+        rows = list(csv.reader(f.open(newline="")))
+        widths = {len(r) for r in rows if r}
+        assert len(widths) == 1, f"{f}: rows of {sorted(widths)} fields"
