@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -84,8 +85,6 @@ def test_environment_commit_given_by_the_caller_wins_over_git(monkeypatch):
 def test_committed_reference_csvs_are_rectangular():
     # Hand-extended files such as crosscheck_history.csv must stay machine-readable:
     # a stray comma in a text field would shift every later column.
-    import csv
-
     root = Path(__file__).resolve().parents[1] / "outputs" / "reference"
     files = sorted(root.rglob("*.csv"))
     assert files
