@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from slmstudy import stats
+from slmstudy import paths, stats
 from slmstudy.atomic import write_table
 from slmstudy.results.tables import energy_between, window_stats
 
@@ -85,8 +84,7 @@ def test_environment_commit_given_by_the_caller_wins_over_git(monkeypatch):
 def test_committed_reference_csvs_are_rectangular():
     # Hand-extended files such as crosscheck_history.csv must stay machine-readable:
     # a stray comma in a text field would shift every later column.
-    root = Path(__file__).resolve().parents[1] / "outputs" / "reference"
-    files = sorted(root.rglob("*.csv"))
+    files = sorted(paths.reference_dir().rglob("*.csv"))
     assert files
     for f in files:
         rows = list(csv.reader(f.open(newline="")))

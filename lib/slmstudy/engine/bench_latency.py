@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import modeldir
+from ..telemetry.sampler import Sampler
 from . import procs
 from .args import cli_flags, engine_kwargs
 from .spec import ConfigSpec, Point
@@ -45,18 +46,14 @@ def run(spec: ConfigSpec, point: Point, out_dir: Path, iters: int = 10, warmup: 
         timeout_s: float = 900) -> dict[str, Any]:
     """Run it and return {avg_latency_s, output_tok_s, command, telemetry, ...};
     ``error`` on failure."""
-    from ..telemetry.sampler import Sampler
-
     out_dir.mkdir(parents=True, exist_ok=True)
     out_json = out_dir / f"{spec.key}__{point.name}.json"
     trace = out_json.with_suffix(".telemetry.jsonl")
     cmd = command(spec, point, out_json, iters, warmup)
-    sampler = None
-    if spec.telemetry.get("enabled", True):
+    # Rooted at this process: the tree then holds bench latency and its engine core.
+    sampler = Sampler.from_settings(spec.telemetry, trace, root_pid=os.getpid())
+    if sampler is not None:
         trace.unlink(missing_ok=True)  # a rerun's trace starts afresh
-        # Rooted at this process: the tree then holds bench latency and its engine core.
-        sampler = Sampler(trace, spec.telemetry.get("interval_ms", 50), spec.telemetry.get("gpu_index", 0),
-                          root_pid=os.getpid())
         sampler.start()
     try:
         fin = procs.run_logged(cmd, out_json.with_suffix(".log"), timeout_s)
@@ -79,22 +76,22 @@ def run(spec: ConfigSpec, point: Point, out_dir: Path, iters: int = 10, warmup: 
     result.update(avg_latency_s=avg, output_tok_s=point.batch * point.output_len / avg,
                   latencies_s=data.get("latencies"), percentiles=data.get("percentiles"))
     if sampler is not None:
-        result["telemetry"] = measured_window(trace, out_json.stat().st_mtime, data.get("latencies") or [])
+        latencies = data.get("latencies") or []
+        result["telemetry"] = measured_window(trace, out_json.stat().st_mtime, latencies,
+                                              len(latencies) * point.batch * point.output_len)
     return result
 
 
-def measured_window(trace: Path, written_at: float, latencies: list[float]) -> dict[str, Any]:
-    """Telemetry means over the measured iterations: bench latency writes its JSON
-    as soon as they end, and they ran back to back, so they cover the
+def measured_window(trace: Path, written_at: float, latencies: list[float], output_tokens: int) -> dict[str, Any]:
+    """Telemetry over the measured iterations: bench latency writes its JSON as
+    soon as they end, and they ran back to back, so they cover the
     ``sum(latencies)`` seconds before the file's modification time."""
-    from ..results.tables import energy_between, load_telemetry, window_stats
+    from ..results.tables import load_telemetry, window_telemetry
 
     t0 = written_at - sum(latencies)
     out: dict[str, Any] = {"window_t0": t0, "window_t1": written_at}
     try:
-        tel = load_telemetry(trace)
-        out.update(window_stats(tel, t0, written_at))
-        out["energy_j"] = energy_between(tel, t0, written_at)
+        out.update(window_telemetry(load_telemetry(trace), t0, written_at, output_tokens))
     except (OSError, ValueError, KeyError) as exc:  # the trace is evidence, not the result
         out["error"] = f"{type(exc).__name__}: {exc}"
     return out

@@ -200,10 +200,8 @@ async def run(spec: ConfigSpec, out: Path, journal: Journal) -> None:
     journal.write("config", key=spec.key, source=source.description, weights=source.weights,
                   engine_kwargs=kwargs, pid=os.getpid())
 
-    sampler = None
-    if spec.telemetry.get("enabled", True):
-        sampler = Sampler(out / "telemetry.jsonl", spec.telemetry.get("interval_ms", 50),
-                          spec.telemetry.get("gpu_index", 0), root_pid=os.getpid())
+    sampler = Sampler.from_settings(spec.telemetry, out / "telemetry.jsonl", root_pid=os.getpid())
+    if sampler is not None:
         journal.write("telemetry", **sampler.start())
     else:
         journal.write("telemetry", backend="none", fallback_reason="disabled in parameters")

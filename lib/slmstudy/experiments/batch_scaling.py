@@ -163,12 +163,11 @@ def crosscheck(study: Any) -> pd.DataFrame:
                                  **_conditions(mine, result.get("telemetry") or {})))
             ours_all.append(ours)
             theirs_all.append(theirs)
-        per_round = rows[-len(specs):]
+        # Conditions of the pooled row: the rounds' means (rounds without telemetry left out).
+        pooled = pd.DataFrame(rows[-len(specs):]).filter(like="_during_").mean()
         rows.append(_compare(specs[0].model, specs[0].precision, point, "all", np.concatenate(ours_all),
                              np.concatenate(theirs_all), p.bench_latency.tolerance_pct,
-                             seconds_between=float("nan"), bench_error=None,
-                             **{k: _mean_known([r[k] for r in per_round])
-                                for k in per_round[0] if k.startswith(("slmstudy_during_", "bench_during_"))}))
+                             seconds_between=float("nan"), bench_error=None, **pooled.to_dict()))
     df = pd.DataFrame(rows)
     if not df.empty:
         study.folder.write_json("bench_latency/crosscheck.json", df.to_dict(orient="records"))
@@ -188,11 +187,6 @@ def _conditions(ours: pd.DataFrame, theirs: dict[str, Any]) -> dict[str, float]:
             else float("nan")
         out[f"bench_during_{col}"] = float(theirs.get(col, float("nan")))
     return out
-
-
-def _mean_known(values: list[float]) -> float:
-    known = [v for v in values if v == v]
-    return float(np.mean(known)) if known else float("nan")
 
 
 def _compare(model: str, precision: str, point: Point, rnd: str, ours: np.ndarray, theirs: np.ndarray,

@@ -20,6 +20,7 @@ from .. import analytic, catalog, paths, stats
 from ..params import StudyParams
 from ..report import start_memory_gib
 from ..results.run_folder import folder_for
+from .serving import in_flight
 
 NOTEBOOK = "00_report"
 SOURCES = ("01_model_vs_model", "02_precision", "03_batch_scaling", "04_serving")
@@ -216,8 +217,6 @@ def _serving_metrics(v: RunView, slo: float) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     if levels.empty:
         return rows
-    from .serving import in_flight
-
     closed = levels[levels["mode"] == "concurrency"]
     closed = closed.assign(in_flight=in_flight(closed))
     for (m, p), g in closed.groupby(["model", "precision"]):

@@ -76,6 +76,16 @@ def window_stats(tel: pd.DataFrame, t0: float, t1: float) -> dict[str, float]:
     return out
 
 
+def window_telemetry(tel: pd.DataFrame, t0: float, t1: float, output_tokens: int) -> dict[str, float]:
+    """Energy (J, J per output token; NaN without an energy counter or power) and
+    the telemetry means and maxima over [t0, t1]: what a run, a load level or a
+    bench-latency window reports beside its speed."""
+    energy = energy_between(tel, t0, t1)
+    return {"energy_j": energy,
+            "j_per_output_token": energy / output_tokens if output_tokens else float("nan"),
+            **window_stats(tel, t0, t1)}
+
+
 def _pct(values: np.ndarray, q: float) -> float:
     return float(np.percentile(values, q)) if len(values) else float("nan")
 
@@ -92,7 +102,6 @@ def run_rows(spec: ConfigSpec, records: list[dict[str, Any]], tel: pd.DataFrame)
         ttft = np.array([q["ttft_s"] for q in reqs], dtype=float)
         tpot = np.array([q["tpot_s"] for q in reqs], dtype=float)
         itl = np.concatenate([np.asarray(q["itl_s"], dtype=float) for q in reqs]) if reqs else np.zeros(0)
-        energy = energy_between(tel, r["t0"], r["t1"])
         row = {
             **_labels(spec),
             "point": r["point"], "batch": r["batch"], "input_len": r["input_len"],
@@ -105,9 +114,7 @@ def run_rows(spec: ConfigSpec, records: list[dict[str, Any]], tel: pd.DataFrame)
             "tpot_mean_s": float(np.nanmean(tpot)),
             "itl_p50_s": _pct(itl, 50), "itl_p90_s": _pct(itl, 90), "itl_p99_s": _pct(itl, 99),
             "itl_max_s": float(itl.max()) if len(itl) else float("nan"),
-            "energy_j": energy,
-            "j_per_output_token": energy / r["output_tokens"] if r["output_tokens"] else float("nan"),
-            **window_stats(tel, r["t0"], r["t1"]),
+            **window_telemetry(tel, r["t0"], r["t1"], r["output_tokens"]),
         }
         runs.append(row)
         for i, q in enumerate(reqs):

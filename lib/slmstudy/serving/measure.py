@@ -5,9 +5,9 @@ The telemetry sampler (``slmstudy.telemetry.sampler``) watches the server's
 process group from outside (``root_pid`` = the API server), as the offline
 worker's sampler watches its engine. Every load level is a ``load`` phase in the
 journal (``events.jsonl``, wall-clock times on the sampler's clock), so a
-level's energy is the energy counter's rise over it (``energy_between``) and
-its utilisation the mean of the samples inside it (``window_stats``), exactly
-as the offline tables compute them per repetition.
+level's energy is the energy counter's rise over it and its utilisation the
+mean of the samples inside it (``results.tables.window_telemetry``), exactly as
+the offline tables compute them per repetition.
 
 Layout of ``out_dir``: ``events.jsonl`` (server, telemetry, phase, level and
 request records), ``telemetry.jsonl`` (the trace), the server's log wherever the
@@ -25,7 +25,7 @@ import pandas as pd
 from ..atomic import write_table
 from ..engine import journal as journal_mod
 from ..engine.journal import Journal
-from ..results.tables import energy_between, label_by_phases, load_telemetry, window_stats
+from ..results.tables import energy_between, label_by_phases, load_telemetry, window_telemetry
 from ..telemetry.sampler import Sampler
 from .client import StreamingClient
 from .load import Mode, Slo, SweepResult, Workload, run_sync, sweep
@@ -140,11 +140,5 @@ def with_telemetry(levels: pd.DataFrame, tel: pd.DataFrame) -> pd.DataFrame:
     Energy is NaN where the trace has no energy counter or power (CPU backend)."""
     if levels.empty:
         return levels
-    rows = []
-    for _, lv in levels.iterrows():
-        energy = energy_between(tel, lv["t0"], lv["t1"])
-        tokens = lv.get("output_tokens") or 0
-        rows.append({"energy_j": energy,
-                     "j_per_output_token": energy / tokens if tokens else float("nan"),
-                     **window_stats(tel, lv["t0"], lv["t1"])})
+    rows = [window_telemetry(tel, lv["t0"], lv["t1"], lv.get("output_tokens") or 0) for _, lv in levels.iterrows()]
     return pd.concat([levels.reset_index(drop=True), pd.DataFrame(rows)], axis=1)

@@ -39,29 +39,37 @@ class CpuReader:
             "memory_total_mib": psutil.virtual_memory().total / 2**20,
         }
 
-    def tree(self) -> list[psutil.Process]:
-        """The root process and its descendants; Process objects kept so cpu_percent has history."""
-        if time.monotonic() - self._tree_at < self.TREE_REFRESH_S:
-            return list(self._procs.values())
-        self._tree_at = time.monotonic()
-        try:
-            root = psutil.Process(self.root_pid)
-            found = [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return []
+    def tree(self, pids: set[int] | None = None) -> list[psutil.Process]:
+        """The processes to count: ``pids`` when the caller tracks them (the sampler
+        walks the tree once a second already), else the root and its descendants;
+        Process objects are kept so cpu_percent has history."""
+        if pids is None:
+            if time.monotonic() - self._tree_at < self.TREE_REFRESH_S:
+                return list(self._procs.values())
+            self._tree_at = time.monotonic()
+            try:
+                root = psutil.Process(self.root_pid)
+                pids = {root.pid, *(c.pid for c in root.children(recursive=True))}
+            except psutil.NoSuchProcess:
+                return []
         alive = {}
         me = os.getpid()  # the sampler is a child of the root too; do not count it
-        for p in found:
-            if p.pid != me:
-                alive[p.pid] = self._procs.get(p.pid, p)
+        for pid in pids - {me}:
+            proc = self._procs.get(pid)
+            if proc is None:
+                try:
+                    proc = psutil.Process(pid)
+                except psutil.NoSuchProcess:
+                    continue
+            alive[pid] = proc
         self._procs = alive
         return list(alive.values())
 
     def sample(self, pids: set[int] | None = None) -> dict[str, Any]:
         vm = psutil.virtual_memory()
-        return {"t": time.time(), **self.host_sample(), "mem_used_mib": (vm.total - vm.available) / 2**20}
+        return {"t": time.time(), **self.host_sample(pids), "mem_used_mib": (vm.total - vm.available) / 2**20}
 
-    def host_sample(self) -> dict[str, Any]:
+    def host_sample(self, pids: set[int] | None = None) -> dict[str, Any]:
         """Machine CPU %, steal % (Linux guests: time a vCPU waited for the host),
         and the engine process tree's CPU % (100 = one core) and resident memory."""
         row: dict[str, Any] = {"cpu_pct": psutil.cpu_percent(interval=None)}
@@ -69,7 +77,7 @@ class CpuReader:
         if steal is not None:
             row["cpu_steal_pct"] = steal
         cpu = rss = 0.0
-        for p in self.tree():
+        for p in self.tree(pids):
             try:
                 with p.oneshot():
                     cpu += p.cpu_percent(interval=None)

@@ -54,7 +54,7 @@ class WithHost:
     def sample(self, pids: set[int] | None = None) -> dict[str, Any]:
         row = self.gpu.sample(pids)
         try:
-            row.update(self.host.host_sample())
+            row.update(self.host.host_sample(pids))
         except Exception as exc:  # the host columns are extra: never lose the GPU sample
             row["host_sample_error"] = f"{type(exc).__name__}: {exc}"
         return row
@@ -135,6 +135,13 @@ class Sampler:
         self.proc: subprocess.Popen[str] | None = None
         self.info: dict[str, Any] = {}
         self.error: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any], out: Path, root_pid: int) -> "Sampler | None":
+        """A sampler as a configuration's ``telemetry`` settings ask for; None when disabled."""
+        if not settings.get("enabled", True):
+            return None
+        return cls(out, settings.get("interval_ms", 50), settings.get("gpu_index", 0), root_pid=root_pid)
 
     def start(self, timeout_s: float = 30.0) -> dict[str, Any]:
         cmd = [
