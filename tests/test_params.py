@@ -115,3 +115,68 @@ def test_layers_merge_in_order_and_digest_follows_parameters(project):
 def test_pretrained_tiny_model_is_refused(project):
     [msg] = _problems(overrides={"weights": "pretrained", "models": ["tiny-qwen2"]})
     assert "key 'models[0]'" in msg and "weights: dummy" in msg
+
+
+# ---------------------------------------------------------------- impossible input
+def test_absurd_batch_is_refused_by_its_bound(project):
+    [msg] = _problems(overrides={"workload": {"batch_sizes": [1_000_000_000]}})
+    assert "key 'workload.batch_sizes[0]'" in msg and "less than or equal to 65536" in msg
+
+
+def test_batch_beyond_the_kv_cache_is_refused_naming_the_limit(project):
+    # 65,536 requests of 256 tokens (16.8 M tokens of KV cache) cannot fit what a tiny model
+    # gets from 30% of this machine's memory
+    problems = _problems(overrides={"workload": {"batch_sizes": [65_536], "input_len": 200, "output_len": 56}})
+    assert any("key 'workload.batch_sizes'" in p and "tokens of KV cache" in p and "can hold at most" in p
+               for p in problems), problems
+
+
+def test_lengths_beyond_the_models_context_are_refused(project):
+    problems = _problems(overrides={"workload": {"input_len": 5000, "output_len": 16},
+                                    "engine": {"max_model_len": 8192}})
+    assert any("context of 4096 tokens" in p for p in problems), problems
+
+
+def test_absurd_list_and_value_are_bounded_and_quoted_short(project):
+    [msg] = _problems(overrides={"workload": {"batch_sizes": list(range(1, 1001))}})
+    assert "at most 64 items" in msg and len(msg) < 400  # the 1000-item value is not echoed back whole
+    [msg] = _problems(overrides={"seed": "x" * 5_000_000})
+    assert "(5,000,002 characters)" in msg and len(msg) < 300
+
+
+def test_input_beyond_max_model_len_blames_the_users_file(project):
+    (project / "long.yaml").write_text("workload:\n  input_len: 250\n")
+    [msg] = _problems(params_file="long.yaml")
+    assert msg.startswith("long.yaml: key 'workload.input_len'") and "exceeds engine.max_model_len 256" in msg
+
+
+def test_extra_args_may_not_override_validated_keys(project):
+    [msg] = _problems(overrides={"engine": {"extra_args": {"max_model_len": 16}}})
+    assert "key 'engine.extra_args.max_model_len'" in msg and "use engine.max_model_len" in msg
+
+
+def test_missing_pretrained_folder_is_refused_before_anything_starts(project):
+    [msg] = _problems(overrides={"weights": "pretrained", "models": ["tiny-qwen2"],
+                                 "weights_paths": {"tiny-qwen2": str(project / "nowhere")}})
+    assert "key 'weights_paths.tiny-qwen2'" in msg and "does not exist" in msg
+
+
+def test_undecodable_file_names_the_file(project):
+    (project / "latin1.yaml").write_bytes("models: [caf\xe9]\n".encode("latin-1"))
+    [msg] = _problems(params_file="latin1.yaml")
+    assert msg.startswith("latin1.yaml: not UTF-8 text (byte 0xe9 at offset 12)")
+
+
+def test_gpu_profile_without_a_gpu_is_refused(project, monkeypatch):
+    from slmstudy import platform
+
+    monkeypatch.setenv("SLMSTUDY_FORCE_CPU", "1")
+    platform.detect.cache_clear()
+    try:
+        with pytest.raises(ParamsError) as exc:
+            load("03_batch_scaling", batch_scaling.Params, profile="gpu")
+        assert "needs an NVIDIA GPU, and none is visible" in str(exc.value)
+        # checking the files alone works anywhere
+        assert load("03_batch_scaling", batch_scaling.Params, profile="gpu", machine=False).profile == "gpu"
+    finally:
+        platform.detect.cache_clear()

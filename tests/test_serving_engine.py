@@ -18,7 +18,6 @@ import time
 
 import httpx
 import numpy as np
-import pandas as pd
 import pytest
 
 from slmstudy.engine import procs
@@ -26,8 +25,12 @@ from slmstudy.params import EngineOptions
 from slmstudy.platform import detect
 from slmstudy.serving import load, tokenizer
 from slmstudy.serving.client import StreamingClient
-from slmstudy.serving.measure import Measurement, SweepSpec
+from slmstudy.engine.runner import RunResult
+from slmstudy.engine.spec import EngineSpec
+from slmstudy.results import serving_tables
+from slmstudy.serving import session
 from slmstudy.serving.server import PortInUse, ServerStartError, VllmServer
+from slmstudy.serving.spec import LoadLevels, LoadSpec, ServeJob
 
 pytestmark = [
     pytest.mark.engine,
@@ -36,13 +39,13 @@ pytestmark = [
 ]
 
 MODEL, NAME, OUT = "tiny-qwen2", "tiny-qwen2-served", 8
-ENGINE = EngineOptions(max_model_len=256, gpu_memory_utilization=0.3).model_dump()
+ENGINE = EngineOptions(max_model_len=256, gpu_memory_utilization=0.3)
 
 
 def make_server(log_path, **engine_overrides) -> VllmServer:
     served = tokenizer.prepare(MODEL, "bf16", "dummy")
-    return VllmServer.for_model(served, "bf16", {**ENGINE, **engine_overrides}, seed=0, log_path=log_path,
-                                served_model_name=NAME, start_timeout_s=600)
+    return VllmServer.for_model(served, "bf16", ENGINE.model_copy(update=engine_overrides), seed=0,
+                                log_path=log_path, served_model_name=NAME, start_timeout_s=600)
 
 
 class Shared:
@@ -137,60 +140,59 @@ def test_bad_request_is_an_http_error(server):
 
 
 def test_closed_and_open_loop_sweeps_with_telemetry(server, tmp_path):
-    w = load.Workload(api="completions", input_tokens=16, output_tokens=OUT, seed=3)
-    with Measurement(server, tmp_path, interval_ms=50, labels={"model": MODEL}) as m:
-        closed = m.run(SweepSpec("concurrency", (1, 2), requests_per_level=4, workload=w, warmup_requests=1))
-        opened = m.run(SweepSpec("rate", (4.0,), requests_per_level=4, workload=w))
-    tables = m.write_tables()
-    for name in ("levels", "requests", "telemetry", "phases"):
-        assert (tmp_path / "tables" / f"{name}.parquet").exists()
-    assert (tmp_path / "tables" / "levels.csv").exists()
-    stored = pd.read_parquet(tmp_path / "tables" / "requests.parquet")
-    assert len(stored) == 12 and all(sum(c) == OUT for c in stored["chunk_tokens"])
-    assert all(len(g) == len(c) - 1 for g, c in zip(stored["itl_s"], stored["chunk_tokens"]))
-    assert closed.completed and opened.completed
-    lv = closed.levels.set_index("level")
-    assert list(lv.index) == [1, 2] and (lv["status"] == "ok").all() and (lv["completed"] == 4).all()
-    assert (lv["prompt_token_mismatches"] == 0).all() and (lv["short_outputs"] == 0).all()
-    assert (lv["output_tokens"] == 4 * OUT).all()
-    np.testing.assert_allclose(lv["output_tok_s"], lv["output_tokens"] / lv["duration_s"])
-    np.testing.assert_allclose(lv["req_s"], 4 / lv["duration_s"])
+    job = ServeJob(engine=EngineSpec(model=MODEL, precision="bf16", engine=ENGINE, seed=3),
+                   load=LoadSpec(api="completions", input_tokens=16, output_tokens=OUT, warmup_requests=1,
+                                 closed_loop=LoadLevels(levels=(1, 2), requests_per_level=4),
+                                 open_loop=LoadLevels(levels=(4.0,), requests_per_level=4), client_demo=True))
+    session.measure(server, job, tmp_path)
+    now = time.time()
+    tables = serving_tables.build(tmp_path, job, RunResult(None, None, 0, 0, 1.0, now - 1, now))
+    levels, req = tables["levels"], tables["requests"]
+    assert all(sum(c) == OUT for c in req["chunk_tokens"]) and len(req) == 12
+    assert all(len(g) == len(c) - 1 for g, c in zip(req["itl_s"], req["chunk_tokens"]))
+    closed = levels[levels["mode"] == "concurrency"].set_index("level")
+    assert list(closed.index) == [1, 2] and (closed["status"] == "ok").all() and (closed["completed"] == 4).all()
+    assert (closed["prompt_token_mismatches"] == 0).all() and (closed["short_outputs"] == 0).all()
+    assert (closed["output_tokens"] == 4 * OUT).all()
+    np.testing.assert_allclose(closed["output_tok_s"], closed["output_tokens"] / closed["duration_s"])
+    np.testing.assert_allclose(closed["req_s"], 4 / closed["duration_s"])
     for q in ("ttft", "itl", "e2e"):
-        assert (lv[f"{q}_p50_s"] > 0).all() and (lv[f"{q}_p50_s"] <= lv[f"{q}_p99_s"]).all()
-    assert (lv["ttft_p50_s"] <= lv["e2e_p50_s"]).all() and (lv["e2e_p99_s"] < 30).all()
-    assert (lv["slo_met"] == np.round(lv["slo_met_share"] * 4)).all()
+        assert (closed[f"{q}_p50_s"] > 0).all() and (closed[f"{q}_p50_s"] <= closed[f"{q}_p99_s"]).all()
+    assert (closed["ttft_p50_s"] <= closed["e2e_p50_s"]).all() and (closed["e2e_p99_s"] < 30).all()
+    assert (closed["slo_met"] == np.round(closed["slo_met_share"] * 4)).all()
 
-    req = closed.requests
-    assert len(req) == 8 and (req["output_tokens"] == OUT).all() and req["ok"].all()
-    assert sorted(req["index"]) == list(range(8))  # each request its own prompt, warm-up excluded
+    creq = req[req["mode"] == "concurrency"]
+    assert len(creq) == 8 and (creq["output_tokens"] == OUT).all() and creq["ok"].all()
+    assert sorted(creq["index"]) == list(range(8))  # each request its own prompt, warm-up excluded
 
     def max_in_flight(g):
         events = sorted([(t, 1) for t in g["t_send"]] + [(t, -1) for t in g["t_end"]], key=lambda e: (e[0], e[1]))
         return max(np.cumsum([e[1] for e in events]))
 
-    assert max_in_flight(req[req["level"] == 1]) == 1
-    assert max_in_flight(req[req["level"] == 2]) == 2  # two users really overlapped
+    assert max_in_flight(creq[creq["level"] == 1]) == 1
+    assert max_in_flight(creq[creq["level"] == 2]) == 2  # two users really overlapped
 
-    orow = opened.levels.iloc[0]
+    orow = levels[levels["mode"] == "rate"].iloc[0]
+    oreq = req[req["mode"] == "rate"]
     assert orow["status"] == "ok" and orow["send_lag_p99_s"] < 0.5
-    assert sorted(opened.requests["index"]) == list(range(9, 13))  # past the first sweep's prompts and warm-up
-    sched = opened.requests.sort_values("index")["scheduled_s"].to_numpy()
+    assert sorted(oreq["index"]) == list(range(9, 13))  # past the first sweep's prompts and warm-up
+    sched = oreq.sort_values("index")["scheduled_s"].to_numpy()
     np.testing.assert_allclose(sched, load.poisson_arrivals(4.0, 4, seed=3))
 
     # telemetry joined per level (CPU backend here: utilisation, no energy counter)
-    tl = tables["levels"]
-    assert (tl["tokenizer"] == tokenizer.GENERATED).all() and (tl["weights"] == "dummy").all()
-    assert (tl["model"] == MODEL).all()
-    assert len(tl) == 3 and (tl["telemetry_samples"] > 0).all() and (tl["proc_cpu_pct_mean"] > 0).all()
-    assert tl["energy_j"].isna().all()
+    assert (levels["tokenizer"] == tokenizer.GENERATED).all() and (levels["weights"] == "dummy").all()
+    assert (levels["model"] == MODEL).all()
+    assert len(levels) == 3 and (levels["telemetry_samples"] > 0).all() and (levels["proc_cpu_pct_mean"] > 0).all()
+    assert levels["energy_j"].isna().all()
     trace = tables["telemetry"]
     assert {"warmup", "load"} <= set(trace["phase"]) and set(trace["level"].dropna()) == {1.0, 2.0, 4.0}
-    ph = tables["phases"]
-    assert list(ph["name"]) == ["warmup", "load", "load", "load"]
-    assert len(tables["requests"]) == 12
+    assert list(tables["phases"]["name"]) == ["warmup", "load", "load", "load"]
     events = [json.loads(x) for x in (tmp_path / "events.jsonl").read_text().splitlines()]
     assert events[0]["type"] == "server" and events[0]["pid"] == server.pid
     assert events[1]["type"] == "telemetry" and events[1]["backend"] == "cpu"
+    # article 000's own client calls, recorded after the load
+    demo = json.loads((tmp_path / "client_demo.json").read_text())
+    assert 1 <= demo["plain"]["usage"]["completion_tokens"] <= 16 and demo["stream"]["chunks"] >= 1
 
 
 def test_second_server_on_the_same_port_fails_at_once(server, tmp_path):

@@ -229,7 +229,7 @@ def test_run_sync_inside_a_running_loop():
 PARENT = (
     "import os, subprocess, sys, time\n"
     "srv = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'], start_new_session=True)\n"
-    "subprocess.Popen([sys.executable, '-m', 'slmstudy.serving.watchdog', str(srv.pid), str(os.getpid())],\n"
+    "subprocess.Popen([sys.executable, '-m', 'slmstudy.engine.watchdog', str(srv.pid), str(os.getpid())],\n"
     "                 start_new_session=True)\n"
     "print(srv.pid, flush=True)\n"
     "time.sleep(600)\n"

@@ -10,7 +10,7 @@ import pytest
 
 from slmstudy import paths, stats
 from slmstudy.atomic import write_table
-from slmstudy.results.tables import energy_between, window_stats
+from slmstudy.results.windows import energy_between, window_stats
 
 
 def test_mean_ci_matches_t_interval():
@@ -72,13 +72,30 @@ def test_write_table_keeps_lists_in_parquet_only(tmp_path):
 
 def test_environment_commit_given_by_the_caller_wins_over_git(monkeypatch):
     # A copy of the tree run elsewhere may carry a stale .git; the commit the
-    # caller names is the one whose code ran.
+    # caller names is the one whose code ran, and its dirtiness is unknown.
     from slmstudy.results import environment
 
-    monkeypatch.setenv("SLMSTUDY_GIT_COMMIT", "40d5e04")
-    assert environment.capture()["git_commit"] == "40d5e04"
-    monkeypatch.delenv("SLMSTUDY_GIT_COMMIT")
-    assert environment.capture()["git_commit"] != "40d5e04"
+    named = "0123456789abcdef0123456789abcdef01234567"
+    try:
+        monkeypatch.setenv("SLMSTUDY_GIT_COMMIT", named)
+        environment.identity.cache_clear()
+        ident = environment.identity()
+        assert (ident["git_commit"], ident["git_dirty"]) == (named, None)
+        assert environment.identity_label(ident) == "0123456789ab?"
+        monkeypatch.delenv("SLMSTUDY_GIT_COMMIT")
+        environment.identity.cache_clear()
+        from_git = environment.identity()
+        assert from_git["git_commit"] != named and from_git["git_dirty"] in (True, False)
+    finally:
+        environment.identity.cache_clear()
+
+
+def test_identity_labels_say_what_code_measured():
+    from slmstudy.results.environment import identity_label
+
+    assert identity_label({"git_commit": "a" * 40, "git_dirty": False}) == "a" * 12
+    assert identity_label({"git_commit": "a" * 40, "git_dirty": True, "git_diff": "d1ff"}) == "a" * 12 + "+dirty:d1ff"
+    assert identity_label({"git_commit": None, "git_dirty": None}) == "unknown?"
 
 
 def test_committed_reference_csvs_are_rectangular():

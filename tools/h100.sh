@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Steps run on the lent GPU host (no network, torch 2.11 preinstalled), one per
 # device call. The offline vLLM bundle's parts must already sit in /root/stage
-# (see README, "Running on a GPU without network").
+# (docs/gpu-host.md).
 #
-#   tools/h100.sh setup                 unpack the bundle (once per machine)
-#   tools/h100.sh test                  the gpu-marked tests
-#   tools/h100.sh run NOTEBOOK...       run notebooks (profile gpu), pack their run folders into $OUT
-#   tools/h100.sh report                00_report over the committed references and this machine's runs
+#   tools/h100.sh setup              unpack the bundle (once per machine), compile its bytecode, time imports
+#   tools/h100.sh study [ARGS...]    `python -m slmstudy run --profile gpu ARGS` (what `make study` runs after
+#                                    its install step); stops inside the call's limit, resumes on the next call
+#   tools/h100.sh test               the gpu-marked tests, log in $OUT/gpu_tests.log
+#   tools/h100.sh pack NAME          pack every run folder and study timing into $OUT/NAME.tar.xz
 #
-# Everything it prints and every run folder comes back through $OUT.
+# Everything it prints comes back in the call's output; files through $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/out}
@@ -22,37 +23,40 @@ case "$step" in
     if [ ! -d /root/site/vllm ]; then
       cat /root/stage/p1 /root/stage/p2 /root/stage/p3 /root/stage/p4 | xz -d -T0 | tar -x -C /root || exit 1
     fi
-    python3 -c 'import vllm, papermill, nbval, pydantic, torch; print("vllm", vllm.__version__, "torch", torch.__version__, "papermill", papermill.__version__)'
+    echo "PYTHONDONTWRITEBYTECODE=${PYTHONDONTWRITEBYTECODE:-unset}"
+    t0=$(date +%s.%N); python3 -c 'import vllm' 2>/dev/null; t1=$(date +%s.%N)
+    # The bundle is unpacked without bytecode; compile it once so that no engine
+    # process pays for it (each would otherwise compile vLLM's modules again).
+    python3 -m compileall -q -j 16 /root/site >/dev/null 2>&1
+    t2=$(date +%s.%N); python3 -c 'import vllm' 2>/dev/null; t3=$(date +%s.%N)
+    t4=$(date +%s.%N); python3 -c 'import vllm; from vllm.v1.engine.async_llm import AsyncLLM' 2>/dev/null; t5=$(date +%s.%N)
+    python3 - "$t0" "$t1" "$t2" "$t3" "$t4" "$t5" <<'PY'
+import sys
+t = [float(x) for x in sys.argv[1:]]
+print(f"import vllm: {t[1]-t[0]:.1f} s before compileall ({t[2]-t[1]:.1f} s to compile), {t[3]-t[2]:.1f} s after; "
+      f"with AsyncLLM {t[5]-t[4]:.1f} s")
+PY
+    python3 -c 'import vllm, papermill, pydantic, torch; print("vllm", vllm.__version__, "torch", torch.__version__, "papermill", papermill.__version__)'
     nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total,clocks.sm,power.draw --format=csv
     python3 -m slmstudy list
+    ;;
+  study)
+    rc=0
+    timeout -s TERM "${RUN_TIMEOUT:-540}" python3 -m slmstudy run --profile gpu "$@" 2>&1 \
+      | grep -v "Kernel is running over TCP" | tee -a "$OUT/study.log"
+    rc=${PIPESTATUS[0]}
+    "$0" pack "${PACK:-study}"
+    exit $rc
     ;;
   test)
     python3 -m pytest -m gpu -v -p no:cacheprovider tests 2>&1 | tee "$OUT/gpu_tests.log"
     exit "${PIPESTATUS[0]}"
     ;;
-  run)
-    # Stop inside the call's 10 minutes so the results still get packed; a
-    # second call re-runs the notebook and skips the configurations already done.
-    rc=0
-    timeout "${RUN_TIMEOUT:-540}" python3 -m slmstudy run --profile gpu "$@" 2>&1 | grep -v "Kernel is running over TCP" | tee -a "$OUT/run.log"
-    rc=${PIPESTATUS[0]}
-    for nb in "$@"; do
-      d=$(ls -td outputs/runs/"$nb"/gpu-* 2>/dev/null | head -1)
-      # raw journals and traces stay behind: their content is in tables/*.parquet
-      [ -n "$d" ] && tar -C "$(dirname "$d")" --exclude=compile-cache --exclude='*.jsonl' \
-        -cJf "$OUT/$nb.tar.xz" "$(basename "$d")"
-    done
-    ls -la "$OUT"
-    exit $rc
-    ;;
-  report)
-    # The report judges the committed reference runs (01-03) and the 04 run of
-    # this machine: copy the references where the report looks for runs.
-    for nb in 01_model_vs_model 02_precision 03_batch_scaling; do
-      mkdir -p outputs/runs/$nb && rm -rf outputs/runs/$nb/gpu-reference && cp -r outputs/reference/h100/$nb outputs/runs/$nb/gpu-reference
-      touch outputs/runs/$nb/gpu-reference
-    done
-    "$0" run 00_report
+  pack)
+    # Run folders are complete on their own (the pool stays behind: its rows are in them);
+    # raw journals and traces stay behind too: their content is in tables/*.parquet.
+    tar -C outputs/runs --exclude='pool' --exclude='*.jsonl' --exclude='.*' -cJf "$OUT/${1:-study}.tar.xz" . \
+      && ls -la "$OUT"
     ;;
   *) echo "unknown step $step"; exit 2 ;;
 esac

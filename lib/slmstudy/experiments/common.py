@@ -1,27 +1,27 @@
-"""Building blocks every experiment shares."""
+"""Building blocks every experiment shares: engines, points, probes, and reading
+their results back from a run folder."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from typing import Any
 
 from pydantic import Field, PositiveInt
 
-from ..engine.spec import ConfigSpec, OverheadCheck, Point
-from ..params import StudyParams, Strict, Workload
+from ..engine.spec import EngineJob, EngineSpec, OverheadCheck, Point
+from ..jobs import HardwareProbeJob, OverheadProbeJob
+from ..params import Strict, StudyParams, Workload
+from ..platform import detect
 
 
 class OverheadParams(Strict):
     """Measure what the telemetry sampler costs: alternate runs with and without it."""
 
-    batch_sizes: list[PositiveInt] = Field(default_factory=lambda: [1, 64], min_length=1)
+    batch_sizes: list[PositiveInt] = Field(default_factory=lambda: [1, 64], min_length=1, max_length=8)
     input_len: PositiveInt = 128
     output_len: PositiveInt = 256
-    pairs: PositiveInt = 5
+    pairs: PositiveInt = Field(5, le=100)
     # windows of the launch-bound probe (telemetry.overhead_probe), each 1 s
-    probe_pairs: PositiveInt = 20
+    probe_pairs: PositiveInt = Field(20, le=200)
 
 
 def points(workload: Workload, prefix: str = "b") -> tuple[Point, ...]:
@@ -32,44 +32,38 @@ def points(workload: Workload, prefix: str = "b") -> tuple[Point, ...]:
     )
 
 
-def engine_dict(p: StudyParams, max_batch: int) -> dict[str, Any]:
-    engine = p.engine.model_dump()
-    if engine["max_num_seqs"] is None:
-        # Every request of the largest batch must be scheduled at once; never
-        # below vLLM's usual 256 so CUDA graph sizes match a default engine.
-        engine["max_num_seqs"] = max(256, max_batch)
-    return engine
+def engine_spec(p: StudyParams, model: str, precision: str, max_batch: int) -> EngineSpec:
+    """The engine of ``model`` in ``precision`` as these parameters configure it.
+    Notebooks asking for the same engine get the same spec, so a study runs it once."""
+    return EngineSpec(model=model, precision=precision, weights=p.weights, weights_path=p.weights_paths.get(model),
+                      engine=p.engine.resolved(max_batch), telemetry=p.telemetry, seed=p.seed)
 
 
-def make_spec(p: StudyParams, model: str, precision: str, pts: tuple[Point, ...],
-              overhead: OverheadParams | None = None, suffix: str = "", env: dict[str, str] | None = None,
-              clean_dirs: tuple[str, ...] = (), **labels: Any) -> ConfigSpec:
-    return ConfigSpec(
-        key=f"{model}__{precision}__{p.weights}{suffix}",
-        model=model,
-        precision=precision,
-        weights=p.weights,
-        weights_path=p.weights_paths.get(model),
-        engine=engine_dict(p, max((pt.batch for pt in pts), default=1)),
-        points=pts,
-        telemetry=p.telemetry.model_dump(),
-        seed=p.seed,
-        timeout_s=p.config_timeout_s,
-        overhead_check=OverheadCheck(tuple(overhead.batch_sizes), overhead.input_len, overhead.output_len,
-                                     overhead.pairs) if overhead else None,
-        labels=labels,
-        env=env or {},
-        clean_dirs=clean_dirs,
-    )
+def engine_job(p: StudyParams, model: str, precision: str, pts: tuple[Point, ...], max_batch: int | None = None,
+               **options: Any) -> EngineJob:
+    batch = max_batch or max((pt.batch for pt in pts), default=1)
+    return EngineJob(engine=engine_spec(p, model, precision, batch), points=pts, timeout_s=p.config_timeout_s,
+                     **options)
+
+
+def overhead_check(o: OverheadParams) -> OverheadCheck:
+    return OverheadCheck(batch_sizes=tuple(o.batch_sizes), input_len=o.input_len, output_len=o.output_len,
+                         pairs=o.pairs)
+
+
+def hardware_job() -> HardwareProbeJob:
+    plat = detect()
+    return HardwareProbeJob(device=plat.gpu_name if plat.engine_kind == "cuda" else f"cpu x{plat.cpu_count}")
+
+
+def overhead_probe_job(p: StudyParams, o: OverheadParams) -> OverheadProbeJob:
+    return OverheadProbeJob(interval_ms=p.telemetry.interval_ms, pairs=o.probe_pairs)
 
 
 def hardware_limits(study: Any) -> dict[str, Any]:
-    """Measured bandwidth and matmul peaks of this machine (``hardware.json`` in the
-    run folder; probed once, in its own process, while no engine holds the device)."""
-    path = study.dir / "hardware.json"
-    if not path.exists():
-        proc = subprocess.run([sys.executable, "-m", "slmstudy.hardware", str(path)],
-                              capture_output=True, text=True, timeout=900)
-        if proc.returncode != 0:
-            raise RuntimeError(f"hardware probe failed: {proc.stderr.strip()[-2000:]}")
-    return json.loads(path.read_text())
+    """Measured bandwidth and matmul peaks of this machine (the hardware probe's
+    result, copied into the run folder)."""
+    hw = study.folder.hardware()
+    if hw is None:
+        raise FileNotFoundError(f"{study.dir}: no hardware probe result; run the notebook's run step first")
+    return hw

@@ -16,61 +16,68 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
-from pydantic import Field, PositiveInt
+from pydantic import Field
 
 from .. import analytic, catalog, stats
-from ..engine.spec import ConfigSpec, Point
-from ..params import PrecisionKey, StudyParams, Strict
-from ..report import start_memory_gib
+from ..engine.spec import Point
+from ..figures import styled
+from ..jobs import Job
+from ..params import (
+    BatchSize,
+    PrecisionKey,
+    Repetitions,
+    Strict,
+    StudyParams,
+    Tokens,
+    Warmup,
+    Workload,
+)
+from ..results.summaries import start_memory_gib
+from .base import Experiment, Study
+from .common import engine_job
 
 NOTEBOOK = "01_model_vs_model"
 
 
 class PointParams(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_]+$")
-    batch: PositiveInt
-    input_len: PositiveInt
-    output_len: PositiveInt
+    name: str = Field(pattern=r"^[A-Za-z0-9_]+$", max_length=40)
+    batch: BatchSize
+    input_len: Tokens
+    output_len: Tokens
 
 
 class Params(StudyParams):
     precision: PrecisionKey = "bf16"
-    points: list[PointParams] = Field(min_length=1)
-    repetitions: PositiveInt = 5
-    warmup: int = Field(1, ge=0)
-    temperature: float = Field(0.6, ge=0)
+    points: list[PointParams] = Field(min_length=1, max_length=16)
+    repetitions: Repetitions = 5
+    warmup: Warmup = 1
+    temperature: float = Field(0.6, ge=0, le=10)
     cold_start: bool = True  # also measure a start with an empty compile cache
 
     def precision_fields(self) -> list[tuple[str, str]]:
         return [("precision", self.precision)]
 
-    def workload_fields(self) -> list[tuple[str, Any]]:
-        from ..params import Workload
-
+    def workload_fields(self) -> list[tuple[str, Workload]]:
         return [(f"points[{i}]", Workload(input_len=p.input_len, output_len=p.output_len, batch_sizes=[p.batch]))
                 for i, p in enumerate(self.points)]
 
 
-def _cache_env(model: str) -> tuple[dict[str, str], str]:
-    root = "{configs_dir}/../compile-cache/" + model
-    env = {"VLLM_CACHE_ROOT": root, "TORCHINDUCTOR_CACHE_DIR": root + "/inductor", "TRITON_CACHE_DIR": root + "/triton"}
-    return env, root
-
-
-def configs(p: Params) -> list[ConfigSpec]:
-    from .common import make_spec
-
-    pts = tuple(Point(q.name, q.batch, q.input_len, q.output_len, p.repetitions, p.warmup, p.temperature)
-                for q in p.points)
-    out = []
+def jobs(p: Params) -> list[Job]:
+    """Per model: a cold start (its compile cache emptied, no workload: what a fresh
+    machine pays), then the engine the points are measured on, whose start reuses
+    that cache (what a restart pays)."""
+    pts = tuple(Point(name=q.name, batch=q.batch, input_len=q.input_len, output_len=q.output_len,
+                      repetitions=p.repetitions, warmup=p.warmup, temperature=p.temperature) for q in p.points)
+    max_batch = max(q.batch for q in p.points)
+    out: list[Job] = []
     for model in p.models:
-        env, root = _cache_env(model)
         if p.cold_start:
-            out.append(make_spec(p, model, p.precision, (), suffix="__cold", env=env, clean_dirs=(root,),
-                                 experiment=NOTEBOOK, start="cold"))
-        out.append(make_spec(p, model, p.precision, pts, suffix="__warm" if p.cold_start else "", env=env,
-                             experiment=NOTEBOOK, start="warm" if p.cold_start else "unknown"))
+            out.append(engine_job(p, model, p.precision, (), max_batch, start="cold"))
+        out.append(engine_job(p, model, p.precision, pts, max_batch))
     return out
+
+
+EXPERIMENT = Experiment(NOTEBOOK, "Model vs model", Params, jobs)
 
 
 # ------------------------------------------------------------------ analysis
@@ -81,17 +88,23 @@ START_COLUMNS = {
 }
 
 
-def startup(study: Any) -> pd.DataFrame:
+def start_kind(cfg: pd.DataFrame) -> pd.Series:
+    """"cold" where the start found its compile cache empty (or emptied it), else
+    "warm": a fact the engine job recorded, not a label we assume."""
+    return cfg["compile_cache"].map(lambda c: "warm" if c == "warm" else "cold")
+
+
+def startup(study: Study[Params]) -> pd.DataFrame:
     """Cold and warm engine start, split where vLLM reports the parts."""
     cfg = study.table("configs")
     if cfg.empty:
         return cfg
     cols = [c for c in START_COLUMNS if c in cfg and cfg[c].notna().any()]
-    out = cfg[["model", "start", "status", *cols]].rename(columns=START_COLUMNS)
+    out = cfg.assign(start=start_kind(cfg))[["model", "start", "status", *cols]].rename(columns=START_COLUMNS)
     return out.sort_values(["model", "start"]).reset_index(drop=True)
 
 
-def memory(study: Any) -> pd.DataFrame:
+def memory(study: Study[Params]) -> pd.DataFrame:
     """Memory at start, its breakdown, and the KV cache per token and in total."""
     cfg = study.table("configs")
     if cfg.empty:
@@ -99,7 +112,7 @@ def memory(study: Any) -> pd.DataFrame:
     cfg = cfg[(cfg["status"] == "ok") & (cfg["start"] != "cold")].copy()
     cfg["start_memory_gib"] = cfg.apply(start_memory_gib, axis=1)
     cols = {
-        "model": "model", "weights_gib": "weights GiB", "weights_gib_params": "weights GiB (tensors)", "weights_gib_analytic": "weights GiB (analytic)",
+        "model": "model", "weights_gib": "weights GiB", "weights_gib_analytic": "weights GiB (analytic)",
         "activation_peak_gib": "activations GiB", "cudagraph_gib": "CUDA graphs GiB",
         "non_torch_gib": "non-torch GiB", "start_memory_gib": "at start, without KV GiB",
         "kv_bytes_per_token": "KV bytes/token", "kv_capacity_tokens": "KV capacity (tokens)",
@@ -110,7 +123,7 @@ def memory(study: Any) -> pd.DataFrame:
     return cfg[keep].rename(columns=cols).reset_index(drop=True)
 
 
-def architecture(study: Any) -> pd.DataFrame:
+def architecture(study: Study[Params]) -> pd.DataFrame:
     """Tensor parallelism and paged attention, answered from the architecture and the engine.
 
     Tensor parallelism in vLLM splits attention heads and MLP columns across GPUs:
@@ -147,7 +160,7 @@ METRICS = ["output_tok_s", "req_per_min", "ttft_mean_s", "tpot_mean_s", "wall_s"
            "gpm_dram_bw_pct_mean", "proc_cpu_pct_mean"]
 
 
-def speed(study: Any) -> pd.DataFrame:
+def speed(study: Study[Params]) -> pd.DataFrame:
     """Per model and point: mean and 95% CI over the repetitions."""
     runs = study.table("runs")
     if runs.empty:
@@ -156,7 +169,7 @@ def speed(study: Any) -> pd.DataFrame:
                            [m for m in METRICS if m in runs])
 
 
-def comparison(study: Any) -> pd.DataFrame:
+def comparison(study: Study[Params]) -> pd.DataFrame:
     """DeepSeek / Llama ratio per point and metric (>1: DeepSeek higher)."""
     s = speed(study)
     models = study.params.models
@@ -177,7 +190,8 @@ def comparison(study: Any) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def speed_figure(study: Any) -> Any:
+@styled
+def speed_figure(study: Study[Params]) -> Any:
     import matplotlib.pyplot as plt
 
     from .. import figures

@@ -13,17 +13,19 @@ the KV cache, and that plus the KV cache the workload actually needs.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import pandas as pd
 from pydantic import Field, PositiveInt
 
 from .. import analytic, catalog, stats
-from ..engine.spec import Agreement, ConfigSpec
-from ..params import PrecisionKey, StudyParams, Strict, Workload
-from ..report import start_memory_gib
-from .common import make_spec, points
+from ..engine.spec import Agreement
+from ..figures import styled
+from ..jobs import Job
+from ..params import PrecisionKey, Strict, StudyParams, Workload
+from ..results.summaries import start_memory_gib
+from .base import Experiment, Study
+from .common import engine_job, hardware_job, hardware_limits, points
 
 NOTEBOOK = "02_precision"
 
@@ -46,14 +48,11 @@ AGREEMENT_PROMPTS = (
 class AgreementParams(Strict):
     """Greedy outputs of every precision on AGREEMENT_PROMPTS, compared with the baseline's."""
 
-    max_tokens: PositiveInt = 128
-    # Only for checking the pipeline in tests: random weights make any agreement
-    # figure meaningless, so a notebook never computes it with dummy weights.
-    allow_dummy_weights: bool = False
+    max_tokens: PositiveInt = Field(128, le=4096)
 
 
 class Params(StudyParams):
-    precisions: list[PrecisionKey] = Field(min_length=1)
+    precisions: list[PrecisionKey] = Field(min_length=1, max_length=16)
     # The reference for relative numbers (article 002 compares against FP32).
     baseline: PrecisionKey = "fp32"
     workload: Workload
@@ -67,13 +66,19 @@ class Params(StudyParams):
 
 
 def agreement_active(p: Params) -> bool:
-    return p.agreement is not None and (p.weights == "pretrained" or p.agreement.allow_dummy_weights)
+    # Random weights make any agreement figure meaningless: pretrained weights only.
+    return p.agreement is not None and p.weights == "pretrained"
 
 
-def configs(p: Params) -> list[ConfigSpec]:
-    agree = Agreement(AGREEMENT_PROMPTS, p.agreement.max_tokens) if agreement_active(p) else None
-    return [dataclasses.replace(make_spec(p, model, prec, points(p.workload), experiment=NOTEBOOK), agreement=agree)
-            for model in p.models for prec in p.precisions]
+def jobs(p: Params) -> list[Job]:
+    """One engine per model and precision, the same points on each."""
+    agree = Agreement(prompts=AGREEMENT_PROMPTS, max_tokens=p.agreement.max_tokens) \
+        if agreement_active(p) and p.agreement else None
+    return [hardware_job(), *(engine_job(p, model, prec, points(p.workload), agreement=agree)
+                              for model in p.models for prec in p.precisions)]
+
+
+EXPERIMENT = Experiment(NOTEBOOK, "Precision", Params, jobs)
 
 
 METRICS = ["output_tok_s", "req_per_min", "ttft_mean_s", "tpot_mean_s", "j_per_output_token",
@@ -81,14 +86,14 @@ METRICS = ["output_tok_s", "req_per_min", "ttft_mean_s", "tpot_mean_s", "j_per_o
            "gpm_hmma_tensor_pct_mean", "gpm_imma_tensor_pct_mean", "gpm_dram_bw_pct_mean", "proc_cpu_pct_mean"]
 
 
-def summary(study: Any) -> pd.DataFrame:
+def summary(study: Study[Params]) -> pd.DataFrame:
     runs = study.table("runs")
     if runs.empty:
         return runs
     return stats.summarize(runs, ["model", "precision", "batch"], [m for m in METRICS if m in runs])
 
 
-def memory(study: Any) -> pd.DataFrame:
+def memory(study: Study[Params]) -> pd.DataFrame:
     """Weights, memory at start without the KV cache, and with the workload's KV cache."""
     cfg = study.table("configs")
     if cfg.empty:
@@ -97,15 +102,12 @@ def memory(study: Any) -> pd.DataFrame:
     rows = []
     for _, r in cfg.iterrows():
         facts = analytic.model_facts(catalog.model(r["model"]).hf_config(), catalog.precision(r["precision"]))
-        weights = r.get("weights_gib")
-        if weights is None or weights != weights:
-            weights = r.get("weights_gib_params")
         start = start_memory_gib(r)
         # what the largest of article 002's batches (4) needs for its full context
         kv4 = 4 * (w.input_len + w.output_len) * facts.kv_bytes_per_token / 2**30
         rows.append({
             "model": r["model"], "precision": r["precision"], "status": r["status"],
-            "weights GiB": weights, "weights GiB (analytic)": facts.weights_gib,
+            "weights GiB": r.get("weights_gib"), "weights GiB (analytic)": facts.weights_gib,
             "at start, without KV GiB": start, "with batch-4 KV GiB": start + kv4,
             "KV bytes/token": facts.kv_bytes_per_token, "KV capacity (tokens)": r.get("kv_capacity_tokens"),
             "device memory held GiB": r.get("peak_device_mem_gib"),
@@ -114,7 +116,7 @@ def memory(study: Any) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def versus_baseline(study: Any, batches: tuple[int, ...] = (1, 4)) -> pd.DataFrame:
+def versus_baseline(study: Study[Params], batches: tuple[int, ...] = (1, 4)) -> pd.DataFrame:
     """Each precision relative to the baseline (article 002: INT8 vs FP32), in %."""
     s = summary(study)
     base = study.params.baseline
@@ -132,7 +134,8 @@ def versus_baseline(study: Any, batches: tuple[int, ...] = (1, 4)) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
-def figure(study: Any) -> Any:
+@styled
+def figure(study: Study[Params]) -> Any:
     from .. import figures
 
     panels = [
@@ -150,10 +153,9 @@ def figure(study: Any) -> Any:
                                title=f"{model}: what each precision buys")
 
 
-def roofline(study: Any) -> pd.DataFrame:
+def roofline(study: Study[Params]) -> pd.DataFrame:
     """Achieved throughput against the bound of each precision's bytes and tensor-core peak."""
     from .. import roofline as rl
-    from .common import hardware_limits
 
     s = summary(study)
     if s.empty:
@@ -164,7 +166,7 @@ def roofline(study: Any) -> pd.DataFrame:
                 "decode_bound", "bytes_per_step", "bound_exceeded"]]
 
 
-def agreement(study: Any) -> pd.DataFrame:
+def agreement(study: Study[Params]) -> pd.DataFrame:
     """Per precision and prompt: token agreement of greedy outputs with the baseline's,
     and the embedding similarity of the texts when the ``quality`` extra is installed.
     Says why nothing is reported when the weights are random."""
@@ -193,5 +195,4 @@ def agreement(study: Any) -> pd.DataFrame:
     out = pd.DataFrame(rows)
     if not embed:
         out["embedding_cosine_note"] = "install slmstudy[quality] for embedding similarity"
-    study.folder.write_json("agreement.json", out.to_dict(orient="records"))
     return out

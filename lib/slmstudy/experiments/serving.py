@@ -13,39 +13,39 @@ by type, and goodput under the articles' objective (first token within 200 ms).
 
 from __future__ import annotations
 
-import hashlib
 import json
-import shutil
 from typing import Any, Literal
 
 import pandas as pd
 from pydantic import Field, PositiveFloat, PositiveInt
 
-from ..atomic import write_json, write_table
-from ..params import PrecisionKey, StudyParams, Strict, Workload
-from .common import engine_dict
+from ..figures import styled
+from ..jobs import Job
+from ..params import MAX_LIST, PrecisionKey, Strict, StudyParams, Tokens, Workload
+from ..serving.spec import LoadLevels, LoadSpec, ServeJob
+from .base import Experiment, Study
+from .common import engine_spec
 
 NOTEBOOK = "04_serving"
-TABLES = ("levels", "requests", "telemetry", "phases")
 
 
 class ClosedLoop(Strict):
-    concurrency: list[PositiveInt] = Field(min_length=1)
-    requests_per_level: PositiveInt = 32
+    concurrency: list[PositiveInt] = Field(min_length=1, max_length=MAX_LIST)
+    requests_per_level: PositiveInt = Field(32, le=100_000)
 
 
 class OpenLoop(Strict):
-    rates: list[PositiveFloat] = Field(min_length=1)  # requests per second
-    requests_per_level: PositiveInt = 32
+    rates: list[PositiveFloat] = Field(min_length=1, max_length=MAX_LIST)  # requests per second
+    requests_per_level: PositiveInt = Field(32, le=100_000)
 
 
 class Params(StudyParams):
     precision: PrecisionKey = "bf16"
     api: Literal["chat", "completions"] = "chat"  # the articles call chat completions
-    input_tokens: PositiveInt = 128
-    output_tokens: PositiveInt = 128
-    temperature: float = Field(0.6, ge=0)
-    warmup_requests: int = Field(4, ge=0)
+    input_tokens: Tokens = 128
+    output_tokens: Tokens = 128
+    temperature: float = Field(0.6, ge=0, le=10)
+    warmup_requests: int = Field(4, ge=0, le=10_000)
     closed_loop: ClosedLoop | None = None
     open_loop: OpenLoop | None = None
     slo_ttft_s: PositiveFloat = 0.2  # "average latency < 200 ms" (article 000)
@@ -54,12 +54,15 @@ class Params(StudyParams):
     def precision_fields(self) -> list[tuple[str, str]]:
         return [("precision", self.precision)]
 
-    def check(self) -> list[tuple[str, str]]:
+    def check(self) -> list[Any]:
         """A closed-loop level with fewer requests than users never has them all in flight."""
+        from ..params import Problem
+
         if self.closed_loop and self.closed_loop.requests_per_level < max(self.closed_loop.concurrency):
-            return [("closed_loop.requests_per_level",
-                     f"{self.closed_loop.requests_per_level} is below the largest concurrency "
-                     f"{max(self.closed_loop.concurrency)}: that level could never have all its users in flight")]
+            return [Problem(("closed_loop.requests_per_level", "closed_loop.concurrency"),
+                            f"{self.closed_loop.requests_per_level} is below the largest concurrency "
+                            f"{max(self.closed_loop.concurrency)}: that level could never have all its users in "
+                            "flight")]
         return []
 
     def workload_fields(self) -> list[tuple[str, Workload]]:
@@ -69,100 +72,25 @@ class Params(StudyParams):
                                           batch_sizes=[batch]))]
 
 
-def configs(p: Params) -> list[Any]:
-    return []  # servers, not offline engine configurations: see run()
+def load_spec(p: Params) -> LoadSpec:
+    return LoadSpec(
+        api=p.api, input_tokens=p.input_tokens, output_tokens=p.output_tokens, temperature=p.temperature,
+        warmup_requests=p.warmup_requests, slo_ttft_s=p.slo_ttft_s, request_timeout_s=p.request_timeout_s,
+        closed_loop=LoadLevels(levels=tuple(float(c) for c in p.closed_loop.concurrency),
+                               requests_per_level=p.closed_loop.requests_per_level) if p.closed_loop else None,
+        open_loop=LoadLevels(levels=tuple(p.open_loop.rates), requests_per_level=p.open_loop.requests_per_level)
+        if p.open_loop else None)
 
 
-def config_key(p: Params, model: str) -> str:
-    return f"{model}__{p.precision}__{p.weights}__serve"
+def jobs(p: Params) -> list[Job]:
+    """Per model one ``vllm serve`` with the offline runs' engine arguments, loaded
+    in closed and open loop; article 000's own client calls at the end."""
+    max_batch = max(p.closed_loop.concurrency) if p.closed_loop else 1
+    return [ServeJob(engine=engine_spec(p, model, p.precision, max_batch), load=load_spec(p),
+                     timeout_s=p.config_timeout_s) for model in p.models]
 
 
-def _digest(p: Params, model: str) -> str:
-    blob = json.dumps({"model": model, **p.model_dump(mode="json")}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def _server(study: Any, model: str, log_path: Any) -> Any:
-    from ..serving import tokenizer
-    from ..serving.server import VllmServer
-
-    p: Params = study.params
-    served = tokenizer.prepare(model, p.precision, p.weights, p.weights_paths.get(model))
-    engine = engine_dict(p, max(p.closed_loop.concurrency) if p.closed_loop else 256)
-    return VllmServer.for_model(served, p.precision, engine, p.seed, log_path,
-                                start_timeout_s=p.engine.start_timeout_s)
-
-
-def _measure_model(study: Any, model: str) -> dict[str, Any]:
-    from ..serving.load import Slo
-    from ..serving.load import Workload as LoadWorkload
-    from ..serving.measure import Measurement, SweepSpec
-    from ..serving.server import ServerStartError
-
-    p: Params = study.params
-    cdir = study.dir / "servers" / model
-    shutil.rmtree(cdir, ignore_errors=True)  # a retry starts clean
-    cdir.mkdir(parents=True)
-    status: dict[str, Any] = {"model": model, "digest": _digest(p, model)}
-    w = LoadWorkload(api=p.api, input_tokens=p.input_tokens, output_tokens=p.output_tokens,
-                     temperature=p.temperature, seed=p.seed, exact_counts=p.weights == "dummy")
-    slo = Slo(ttft_s=p.slo_ttft_s)
-    labels = {"model": model, "precision": p.precision, "config": config_key(p, model)}
-    try:
-        with _server(study, model, cdir / "server.log") as server:
-            status["server"] = server.info()
-            with Measurement(server, cdir, p.telemetry.enabled, p.telemetry.interval_ms, p.telemetry.gpu_index,
-                             p.request_timeout_s, labels) as m:
-                if p.closed_loop:
-                    m.run(SweepSpec("concurrency", tuple(p.closed_loop.concurrency), p.closed_loop.requests_per_level,
-                                    w, p.warmup_requests, slo))
-                if p.open_loop:
-                    m.run(SweepSpec("rate", tuple(p.open_loop.rates), p.open_loop.requests_per_level, w, 0, slo))
-                tables = m.write_tables()
-        levels = tables["levels"]
-        failed = levels[levels["status"] == "failed"] if not levels.empty else levels
-        status.update(status="ok" if failed.empty else "partial",
-                      failed_levels=failed[["mode", "level", "failure"]].to_dict(orient="records"))
-    except ServerStartError as exc:
-        status.update(status="failed", error=str(exc), root_cause=exc.root_cause or str(exc))
-    except Exception as exc:  # recorded, and the next model still runs
-        status.update(status="failed", error=f"{type(exc).__name__}: {exc}", root_cause=f"{type(exc).__name__}: {exc}")
-    write_json(cdir / "status.json", status)
-    return status
-
-
-def run(study: Any) -> pd.DataFrame:
-    """Serve and load every model in turn (skipping those finished with these parameters)."""
-    rows = []
-    for i, model in enumerate(study.params.models, 1):
-        path = study.dir / "servers" / model / "status.json"
-        done = json.loads(path.read_text()) if path.exists() else None
-        if done and done.get("status") == "ok" and done.get("digest") == _digest(study.params, model):
-            print(f"[{i}/{len(study.params.models)}] {model}: done in an earlier run, skipped", flush=True)
-            rows.append({"model": model, "status": "skipped"})
-            continue
-        print(f"[{i}/{len(study.params.models)}] {model}: serving ...", flush=True)
-        st = _measure_model(study, model)
-        print(f"[{i}/{len(study.params.models)}] {model}: {st['status']}"
-              + (f": {st.get('root_cause')}" if st["status"] == "failed" else ""), flush=True)
-        rows.append({"model": model, "status": st["status"], "root_cause": st.get("root_cause"),
-                     "server_start_s": (st.get("server") or {}).get("start_s")})
-    _consolidate(study)
-    return pd.DataFrame(rows)
-
-
-def _consolidate(study: Any) -> None:
-    for name in TABLES:
-        parts = []
-        for model in study.params.models:
-            f = study.dir / "servers" / model / "tables" / f"{name}.parquet"
-            if f.exists():
-                # every row says which server it came from (the trace has no labels of its own)
-                parts.append(pd.read_parquet(f).assign(config=config_key(study.params, model), model=model))
-        parts = [x for x in parts if not x.empty]
-        if parts:
-            df = pd.concat(parts, ignore_index=True)
-            write_table(df, study.dir / "tables" / name, csv=name in ("levels", "phases"))
+EXPERIMENT = Experiment(NOTEBOOK, "Serving", Params, jobs)
 
 
 # ------------------------------------------------------------------ analysis
@@ -172,7 +100,7 @@ LEVEL_COLUMNS = ["model", "mode", "level", "status", "completed", "errors", "req
                  "gpm_sm_active_pct_mean", "util_gpu_pct_mean", "proc_cpu_pct_mean", "error_counts"]
 
 
-def levels(study: Any) -> pd.DataFrame:
+def levels(study: Study[Params]) -> pd.DataFrame:
     df = study.table("levels")
     return df[[c for c in LEVEL_COLUMNS if c in df]] if not df.empty else df
 
@@ -183,7 +111,7 @@ def in_flight(levels: pd.DataFrame) -> pd.Series:
     return levels[["level", "requests"]].min(axis=1)
 
 
-def slo_capacity(study: Any) -> pd.DataFrame:
+def slo_capacity(study: Study[Params]) -> pd.DataFrame:
     """The largest load at which each model still meets the objective (mean and
     p90 TTFT within ``slo_ttft_s``), per load mode, and the first load that breaks it."""
     df = study.table("levels")
@@ -206,7 +134,8 @@ def slo_capacity(study: Any) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def figure_latency_throughput(study: Any) -> Any:
+@styled
+def figure_latency_throughput(study: Study[Params]) -> Any:
     """Latency against throughput: each point a load level, one line per model and mode."""
     import matplotlib.pyplot as plt
 
@@ -234,7 +163,8 @@ def figure_latency_throughput(study: Any) -> Any:
     return figures.finish(fig, study, "serving_latency_throughput", study.caption(study.params.precision))
 
 
-def figure_distributions(study: Any) -> Any:
+@styled
+def figure_distributions(study: Study[Params]) -> Any:
     """TTFT and inter-token latency distributions at each closed-loop concurrency."""
     import matplotlib.pyplot as plt
     import seaborn as sns
@@ -260,11 +190,6 @@ def figure_distributions(study: Any) -> Any:
     return figures.finish(fig, study, "serving_distributions", study.caption(study.params.precision))
 
 
-def example_server(study: Any) -> Any:
-    """A running server for the first model, for the article's own client calls."""
-    p: Params = study.params
-    cdir = study.dir / "servers" / "example"
-    cdir.mkdir(parents=True, exist_ok=True)
-    server = _server(study, p.models[0], cdir / "server.log")
-    server.start()
-    return server
+def client_demo(study: Study[Params]) -> dict[str, Any]:
+    """What article 000's own client calls returned from each measured server."""
+    return {key: json.loads(path.read_text()) for key, path in study.folder.config_files("client_demo.json").items()}

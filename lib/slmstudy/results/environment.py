@@ -6,6 +6,8 @@ never imports CUDA libraries it does not need.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib.metadata as md
 import json
 import os
@@ -45,20 +47,52 @@ def _version(dist: str) -> str | None:
 
 
 def _git(*args: str) -> str | None:
+    """git in the checkout the code runs from (not the project root, which may hold data only)."""
     try:
-        return subprocess.run(["git", *args], cwd=paths.project_root(), capture_output=True,
+        return subprocess.run(["git", *args], cwd=paths.PACKAGE_DIR, capture_output=True,
                               text=True, timeout=10, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
 
 
+@functools.cache
+def identity() -> dict[str, Any]:
+    """Which code measures: the commit, whether the tree differs from it (and a
+    digest of the difference, so an interrupted run on the same edited tree can
+    resume), slmstudy's and vLLM's versions. Results of another identity are
+    re-measured unless a run explicitly reuses them.
+
+    A copy of the tree sent elsewhere (the lent GPU host gets one) says its commit
+    through SLMSTUDY_GIT_COMMIT; it wins over git because such a copy may carry a
+    stale .git (one recorded an older HEAD than the code it ran), whose dirtiness
+    would be just as stale: unknown (None) then."""
+    from .. import __version__
+
+    named = os.environ.get("SLMSTUDY_GIT_COMMIT")
+    dirty: bool | None = None
+    diff = None
+    if not named:
+        dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
+        if dirty:
+            diff = hashlib.sha256((_git("diff", "HEAD") or "").encode()).hexdigest()[:12]
+    plat = detect()
+    return {"git_commit": named or _git("rev-parse", "HEAD"), "git_dirty": dirty, "git_diff": diff,
+            "slmstudy": __version__, "vllm": f"{plat.vllm_dist} {plat.vllm_version}"}
+
+
+def identity_label(ident: dict[str, Any]) -> str:
+    """A short name: ``8663340a1b2c`` or ``8663340a1b2c+dirty:3f2a...``."""
+    commit = (ident.get("git_commit") or "unknown")[:12]
+    if ident.get("git_dirty"):
+        commit += f"+dirty:{ident.get('git_diff')}"
+    elif ident.get("git_dirty") is None:
+        commit += "?"
+    return commit
+
+
 def capture() -> dict[str, Any]:
     plat = detect()
-    # A copy of the tree sent elsewhere (the lent GPU host gets one) says its
-    # commit through SLMSTUDY_GIT_COMMIT; it wins over git because such a copy
-    # may carry a stale .git (one recorded an older HEAD than the code it ran),
-    # whose dirtiness would be just as stale: unknown then.
-    named = os.environ.get("SLMSTUDY_GIT_COMMIT")
+    ident = identity()
     env: dict[str, Any] = {
         "captured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "host": socket.gethostname(),
@@ -68,8 +102,11 @@ def capture() -> dict[str, Any]:
         "vllm_dist": plat.vllm_dist,
         "vllm": plat.vllm_version,
         "engine_kind": plat.engine_kind,
-        "git_commit": named or _git("rev-parse", "HEAD"),
-        "git_dirty": None if named else bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "git_commit": ident["git_commit"],
+        "git_dirty": ident["git_dirty"],
+        "git_diff": ident["git_diff"],
+        "slmstudy": ident["slmstudy"],
+        "identity": identity_label(ident),
         "packages": {d: _version(d) for d in ("pandas", "numpy", "pyarrow", "nvidia-ml-py", "papermill", "transformers")},
     }
     try:

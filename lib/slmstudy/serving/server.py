@@ -18,7 +18,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import errno
-import os
 import socket
 import subprocess
 import sys
@@ -32,6 +31,7 @@ import psutil
 from ..engine import procs, vllm_log
 from ..engine.args import cli_flags, engine_kwargs
 from ..errors import SlmstudyError
+from ..params import DEFAULT_START_TIMEOUT_S, EngineOptions
 from .tokenizer import ServedModel
 
 DEFAULT_NAME = "slmstudy"
@@ -111,7 +111,7 @@ class VllmServer:
 
     def __init__(self, model: str, kwargs: dict[str, Any], log_path: Path, *,
                  served_model_name: str = DEFAULT_NAME, host: str = "127.0.0.1", port: int | None = None,
-                 start_timeout_s: float = 900.0, stop_grace_s: float = 15.0,
+                 start_timeout_s: float = DEFAULT_START_TIMEOUT_S, stop_grace_s: float = 15.0,
                  extra_flags: list[str] | None = None, env: dict[str, str] | None = None,
                  facts: dict[str, Any] | None = None):
         self.model = model
@@ -128,15 +128,14 @@ class VllmServer:
         self.stop_grace_s = stop_grace_s
         self.extra_flags = list(extra_flags or [])
         self.env = dict(env or {})
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._watchdog: subprocess.Popen[bytes] | None = None
+        self.group: procs.Group | None = None
         self.started_at: float | None = None  # wall clock, when the process was started
         self.ready_at: float | None = None  # wall clock, when /health first answered 200
         self.stopped_at: float | None = None
         self.leftovers: int | None = None  # processes of the group still alive at stop
 
     @classmethod
-    def for_model(cls, served: ServedModel, precision: str, engine: dict[str, Any], seed: int, log_path: Path,
+    def for_model(cls, served: ServedModel, precision: str, engine: EngineOptions, seed: int, log_path: Path,
                   **options: Any) -> "VllmServer":
         """Engine arguments exactly as the offline runs build them (``engine.args``)."""
         kw = engine_kwargs(served.source, precision, engine, seed)
@@ -154,6 +153,10 @@ class VllmServer:
         if self.port is None:
             raise RuntimeError("server not started")
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self.group.proc if self.group else None
 
     @property
     def pid(self) -> int | None:
@@ -197,7 +200,7 @@ class VllmServer:
 
     # ------------------------------------------------------------- lifecycle
     def start(self) -> "VllmServer":
-        if self.proc is not None:
+        if self.group is not None:
             raise RuntimeError("a VllmServer starts once; make a new one to start again")
         if self.requested_port is None:
             self.port = free_port(self.host)
@@ -206,25 +209,12 @@ class VllmServer:
             self.port = self.requested_port
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         cmd = self.command()
-        # Plain logs, as engine.procs does: Jupyter kernels export FORCE_COLOR, which
-        # makes vLLM colour its log lines even into a file.
-        env = dict(os.environ, PYTHONUNBUFFERED="1", NO_COLOR="1", VLLM_LOGGING_COLOR="0", **self.env)
-        env.pop("FORCE_COLOR", None)
         try:
-            with open(self.log_path, "w") as log:
-                log.write("$ " + " ".join(cmd) + "\n")
-                log.flush()
-                self.started_at = time.time()
-                self.proc = subprocess.Popen(
-                    cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    env=env,
-                    start_new_session=True,  # its own process group: one signal reaches every engine process
-                )
-                # For the deaths atexit cannot see (SIGKILL, a kernel restart). A
-                # session of its own, so a Ctrl-C in the terminal does not end it first.
-                self._watchdog = subprocess.Popen(
-                    [sys.executable, "-m", "slmstudy.serving.watchdog", str(self.proc.pid), str(os.getpid())],
-                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+            self.log_path.write_text("$ " + " ".join(cmd) + "\n")
+            self.started_at = time.time()
+            # Its own process group (one signal reaches every engine process) and a
+            # watchdog for the deaths atexit cannot see (SIGKILL, a dead kernel).
+            self.group = procs.start_group(cmd, self.log_path, self.env)
             atexit.register(self.stop)
             self._wait_ready()
             self._check_identity()
@@ -274,19 +264,10 @@ class VllmServer:
 
     def stop(self) -> int:
         """Kill the whole process group (SIGTERM, then SIGKILL); returns how many were alive."""
-        proc = self.proc
-        if proc is None or self.stopped_at is not None:
+        if self.group is None or self.stopped_at is not None:
             return self.leftovers or 0
         atexit.unregister(self.stop)
-        self.leftovers = procs.kill_group(proc.pid, grace_s=self.stop_grace_s)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=10)
-        if proc.poll() is None:  # the leader survived its group's SIGKILL: should not happen
-            proc.kill()
-            proc.wait()
-        if self._watchdog is not None:
-            self._watchdog.terminate()
-            self._watchdog.wait()
+        self.leftovers = self.group.reap(grace_s=self.stop_grace_s)
         self.stopped_at = time.time()
         return self.leftovers
 

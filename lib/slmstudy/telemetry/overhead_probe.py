@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .. import stats
+from ..params import DEFAULT_INTERVAL_MS
 from .sampler import Sampler
 
 
@@ -72,7 +73,7 @@ def _window(step: Any, seconds: float) -> float:
     return n / elapsed
 
 
-def run(out: Path, interval_ms: float = 50, pairs: int = 20, seconds: float = 1.0) -> dict[str, Any]:
+def run(out: Path, interval_ms: float = DEFAULT_INTERVAL_MS, pairs: int = 20, seconds: float = 1.0) -> dict[str, Any]:
     step, device = _step_fn()
     _window(step, 1.0)  # warm-up
     sampler = Sampler(out.with_suffix(".trace.jsonl"), interval_ms)
@@ -102,7 +103,7 @@ def run(out: Path, interval_ms: float = 50, pairs: int = 20, seconds: float = 1.
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m slmstudy.telemetry.overhead_probe")
     ap.add_argument("out", type=Path)
-    ap.add_argument("--interval-ms", type=float, default=50)
+    ap.add_argument("--interval-ms", type=float, default=float(DEFAULT_INTERVAL_MS))
     ap.add_argument("--pairs", type=int, default=20)
     a = ap.parse_args(argv)
     print(json.dumps(run(a.out, a.interval_ms, a.pairs), indent=2))

@@ -25,6 +25,7 @@ from typing import Any
 
 import psutil
 
+from ..params import DEFAULT_INTERVAL_MS, TelemetryOptions
 from .cpu_reader import CpuReader
 
 
@@ -117,7 +118,7 @@ def _run(out: Path, interval_s: float, gpu_index: int, root_pid: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m slmstudy.telemetry.sampler")
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--interval-ms", type=float, default=50.0)
+    ap.add_argument("--interval-ms", type=float, default=float(DEFAULT_INTERVAL_MS))
     ap.add_argument("--gpu-index", type=int, default=0)
     ap.add_argument("--root-pid", type=int, default=None)
     a = ap.parse_args(argv)
@@ -127,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
 class Sampler:
     """Starts and stops the sampling process; never raises into the measured work."""
 
-    def __init__(self, out: Path, interval_ms: float = 50, gpu_index: int = 0, root_pid: int | None = None):
+    def __init__(self, out: Path, interval_ms: float = DEFAULT_INTERVAL_MS, gpu_index: int = 0,
+                 root_pid: int | None = None):
         self.out = Path(out)
         self.interval_ms = interval_ms
         self.gpu_index = gpu_index
@@ -137,11 +139,11 @@ class Sampler:
         self.error: str | None = None
 
     @classmethod
-    def from_settings(cls, settings: dict[str, Any], out: Path, root_pid: int) -> "Sampler | None":
-        """A sampler as a configuration's ``telemetry`` settings ask for; None when disabled."""
-        if not settings.get("enabled", True):
+    def from_options(cls, options: TelemetryOptions, out: Path, root_pid: int) -> "Sampler | None":
+        """A sampler as a job's telemetry options ask for; None when disabled."""
+        if not options.enabled:
             return None
-        return cls(out, settings.get("interval_ms", 50), settings.get("gpu_index", 0), root_pid=root_pid)
+        return cls(out, options.interval_ms, options.gpu_index, root_pid=root_pid)
 
     def start(self, timeout_s: float = 30.0) -> dict[str, Any]:
         cmd = [

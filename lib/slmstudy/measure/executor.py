@@ -1,0 +1,162 @@
+"""Runs a plan: each job the pool does not hold complete, in order, each in its own
+process group; tables and then the status (last) recorded with the job.
+
+A job that fails is recorded with its root cause and the plan goes on. Nothing
+here raises for a failed measurement; it raises only for what must stop a study
+(a pool entry still held by processes of a killed earlier run).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..atomic import write_text
+from ..engine import bench_latency, procs
+from ..engine.runner import RunResult, clean, run_engine_job
+from ..engine.spec import BenchLatencyJob, EngineJob
+from ..errors import SlmstudyError
+from ..jobs import HardwareProbeJob, Job, OverheadProbeJob, dump
+from ..results import engine_tables, serving_tables, timing
+from ..results.environment import capture, identity, identity_label
+from ..results.pool import Entry, Pool
+from ..serving import session
+from ..serving.spec import ServeJob
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Outcome:
+    key: str
+    kind: str
+    status: str  # "ok", "failed" or "skipped" (complete in the pool)
+    root_cause: str | None
+    seconds: float
+    entry: Path
+    reasons: list[str] = field(default_factory=list)  # why an existing entry was not used
+    timing: dict[str, Any] = field(default_factory=dict)
+
+
+def _labels(job: Job) -> dict[str, Any]:
+    engine = getattr(job, "engine", None)
+    return {"model": engine.model, "precision": engine.precision} if engine else {}
+
+
+def _probe(cmd: list[str], out: Path, result_file: str, timeout_s: float) -> RunResult:
+    clean(out)
+    started = time.time()
+    fin = procs.run_logged(cmd, out / "probe.log", timeout_s)
+    log = (out / "probe.log").read_text(errors="replace")
+    error = fin.error or (None if fin.returncode == 0 and (out / result_file).exists()
+                          else f"probe {procs.describe_exit(fin.returncode)}: {log.strip()[-300:]}")
+    return RunResult(error=error, root_cause=error, returncode=fin.returncode,
+                     leftover_processes_killed=fin.leftovers, seconds=fin.seconds, started_at=started,
+                     finished_at=time.time())
+
+
+def run_job(job: Job, out: Path, pool: Pool) -> tuple[RunResult, dict[str, pd.DataFrame]]:
+    """Measure one job into ``out``; its raw files and tables."""
+    if isinstance(job, EngineJob):
+        result = run_engine_job(job, out, pool.cache_root(job.engine.model))
+        return result, engine_tables.build(out, job, result)
+    if isinstance(job, BenchLatencyJob):
+        result = bench_latency.run(job, out, pool.cache_root(job.engine.model))
+        return result, engine_tables.build_bench(out, job, result)
+    if isinstance(job, ServeJob):
+        result = session.run(job, out, pool.cache_root(job.engine.model))
+        return result, serving_tables.build(out, job, result)
+    if isinstance(job, HardwareProbeJob):
+        return _probe([sys.executable, "-m", "slmstudy.hardware", str(out / "hardware.json")], out,
+                      "hardware.json", 900), {}
+    if isinstance(job, OverheadProbeJob):
+        return _probe([sys.executable, "-m", "slmstudy.telemetry.overhead_probe", str(out / "probe.json"),
+                       "--interval-ms", str(job.interval_ms), "--pairs", str(job.pairs)], out, "probe.json", 900), {}
+    raise TypeError(f"unknown job kind {type(job).__name__}")
+
+
+# What one job leaves in the pool at most (a GPU engine's 20 Hz trace and journal of
+# several minutes is a few MB; the margin covers notebooks and reports).
+BYTES_PER_JOB = 50 << 20
+
+
+class NoSpace(SlmstudyError):
+    """Too little free space to record what a plan would measure."""
+
+
+def check_free_space(folder: Path, jobs: int) -> None:
+    """Refuse before any engine starts when the pool's disk cannot hold the plan."""
+    folder.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(folder).free
+    need = (jobs + 2) * BYTES_PER_JOB
+    if free < need:
+        raise NoSpace(f"{folder}: {free >> 20} MB free, the plan's {jobs} jobs need about {need >> 20} MB; "
+                      "free some space (or set SLMSTUDY_RUNS_DIR elsewhere) and run again")
+
+
+def execute(jobs: list[Job], pool: Pool, reuse_older: bool = False, progress: Progress = print) -> list[Outcome]:
+    """Run every job of ``jobs`` (a plan) that the pool does not hold complete.
+
+    A job whose results cannot be written (a full or read-only disk) stops the
+    plan with one line naming the path; its entry has no status, so the next run
+    measures it again."""
+    ident = identity()
+    label = identity_label(ident)
+    todo = [j for j in jobs if pool.find(j, label, reuse_older).entry is None]
+    if todo:
+        check_free_space(pool.root, len(todo))
+    env: dict[str, Any] = {}
+    outcomes = []
+    for i, job in enumerate(jobs, 1):
+        head = f"[{i}/{len(jobs)}] {job.key}"
+        found = pool.find(job, label, reuse_older)
+        if found.entry is not None:
+            progress(f"{head}: measured before ({found.entry.identity}), reused")
+            outcomes.append(_outcome(job, found.entry, "skipped", found.reasons))
+            continue
+        entry = pool.entry(job)
+        with pool.running(entry):
+            again = pool.find(job, label, reuse_older)  # another run may have measured it while we waited
+            if again.entry is not None:
+                progress(f"{head}: measured by another run meanwhile, reused")
+                outcomes.append(_outcome(job, again.entry, "skipped", again.reasons))
+                continue
+            for reason in found.reasons:
+                progress(f"{head}: not reusing {reason}")
+            progress(f"{head}: running ...")
+            t0 = time.monotonic()
+            result, tables = run_job(job, entry.dir, pool)
+            try:
+                write_text(entry.dir / "spec.json", dump(job) + "\n")  # what was asked, for every kind
+                env = env or capture()  # once per plan: it probes torch in a subprocess
+                status = pool.record(entry, job, result, tables, ident, timing.of_job(job.kind, entry.dir, result),
+                                     env)
+            except OSError as exc:
+                raise NoSpace(f"cannot record {job.key}: {exc.strerror or exc} ({exc.filename or entry.dir}); "
+                              "nothing of it counts as done, the next run measures it again") from None
+        secs = time.monotonic() - t0
+        if status["status"] == "ok":
+            progress(f"{head}: ok in {secs:.0f} s")
+        else:
+            progress(f"{head}: FAILED after {secs:.0f} s: {status['root_cause']}")
+        outcomes.append(_outcome(job, entry, status["status"], found.reasons, secs))
+    return outcomes
+
+
+def _outcome(job: Job, entry: Entry, status: str, reasons: list[str], seconds: float = 0.0) -> Outcome:
+    st = entry.status or {}
+    return Outcome(job.key, job.kind, status, st.get("root_cause"), seconds, entry.dir, reasons,
+                   timing.row(job.key, job.kind, _labels(job), st.get("status", status), st.get("timing") or {}))
+
+
+def timing_table(outcomes: list[Outcome]) -> pd.DataFrame:
+    """One row per job of a plan run: how long it took (skipped jobs: when first measured)."""
+    return pd.DataFrame([{**o.timing, "reused": o.status == "skipped"} for o in outcomes])
+

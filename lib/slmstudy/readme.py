@@ -1,0 +1,272 @@
+"""The README's numbers, generated from the committed reference runs, never typed.
+
+``python -m slmstudy docs`` rewrites every block of the README between
+``<!-- BEGIN GENERATED: name -->`` and ``<!-- END GENERATED: name -->`` and the
+files under ``docs/`` that are generated (the claims table, the column schema);
+``tests/test_readme.py`` fails when the README and the reference tables disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import catalog, paths, stats
+from .display import number
+from .results.run_folder import RunView
+
+BLOCK = re.compile(r"(<!-- BEGIN GENERATED: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- END GENERATED: (?P=name) -->)",
+                   re.DOTALL)
+
+
+def _ref(machine: str = "h100") -> Path:
+    return paths.reference_dir() / machine
+
+
+def _view(nb: str, machine: str = "h100") -> RunView | None:
+    folder = _ref(machine) / nb
+    return RunView(folder) if (folder / "tables").is_dir() else None
+
+
+def _name(model: str) -> str:
+    return catalog.model(model).display
+
+
+def _ci(values: pd.Series, fmt: Callable[[float], str] = number) -> str:
+    m, lo, hi, n = stats.mean_ci(values.to_numpy(float))
+    return f"{fmt(m)} [{fmt(lo)}, {fmt(hi)}]" if n > 1 else fmt(m)
+
+
+def _mean(df: pd.DataFrame, col: str, **where: Any) -> float:
+    for k, v in where.items():
+        df = df[df[k] == v]
+    return float(df[col].mean()) if len(df) else float("nan")
+
+
+def _link(path: Path) -> str:
+    rel = path.relative_to(paths.project_root())
+    return f"[`{rel}`]({rel})"
+
+
+def _params(view: RunView) -> dict[str, Any]:
+    return (view.params_file() or {}).get("params", {})
+
+
+# ----------------------------------------------------------------- sections
+def timing_lines() -> list[str]:
+    path = _ref() / "study_timing.csv"
+    if not path.exists():
+        return ["* **Study time**: no timing table committed yet (`outputs/reference/h100/study_timing.csv`)."]
+    t = pd.read_csv(path)
+    total = float(t.loc[t["kind"] == "total", "wall_s"].sum())
+    nbs = t[t["kind"] == "notebook"]
+    jobs = t[~t["kind"].isin(["notebook", "total"])]
+    start = jobs["engine_start_s"].fillna(0).sum() + jobs.get("import_s", pd.Series(dtype=float)).fillna(0).sum()
+    return [f"* **The whole study took {total / 60:.1f} min** on the H100 ({len(jobs)} measurement jobs, "
+            f"{len(nbs)} notebooks; engine imports and starts {start / 60:.1f} min of it): "
+            f"{_link(path)}, per job split into launch, vLLM import, engine start (weight loading, "
+            "`torch.compile`, CUDA graphs), measuring and teardown."]
+
+
+def batch_lines() -> list[str]:
+    v = _view("03_batch_scaling")
+    if v is None:
+        return []
+    p = _params(v)
+    runs = v.table("runs")
+    names = [f"b{b}" for b in p["workload"]["batch_sizes"]]
+    runs = runs[runs["point"].isin(names)]
+    top = max(p["workload"]["batch_sizes"])
+    out = []
+    for model in p["models"]:
+        r = runs[runs["model"] == model]
+        out.append(f"{_name(model)} {number(_mean(r, 'output_tok_s', batch=1))} tok/s at batch 1 and "
+                   f"{number(_mean(r, 'output_tok_s', batch=top))} at batch {top}")
+    w = p["workload"]
+    lines = [f"* **Batch scaling** (`03_batch_scaling`, {w['input_len']} tokens in, {w['output_len']} out, mean of "
+             f"{w['repetitions']}+ repetitions): " + "; ".join(out) + "."]
+    hw = v.hardware()
+    if hw:
+        from . import roofline
+
+        s = stats.summarize(runs, ["model", "precision", "batch"], ["output_tok_s"])
+        b = roofline.attach(s.assign(input_len=w["input_len"], output_len=w["output_len"]), hw)
+        frac = [f"{_name(m)} {100 * _mean(b, 'achieved_fraction', model=m, batch=1):.0f}% / "
+                f"{100 * _mean(b, 'achieved_fraction', model=m, batch=top):.0f}%" for m in p["models"]]
+        lines.append(f"  Share of the hardware bound (bytes and FLOPs of a step over the measured "
+                     f"{hw['bandwidth_tbs']:.2f} TB/s and {hw['tflops']['bf16']:.0f} bf16 TFLOP/s) at batch 1 / "
+                     f"{top}: " + "; ".join(frac) + ".")
+    r1 = runs[(runs["batch"] == 1) & (runs["model"] == p["models"][0])]
+    if "gpm_sm_active_pct_mean" in r1 and r1["gpm_sm_active_pct_mean"].notna().any():
+        lines.append(f"* **\"GPU utilisation\" is misleading**: at batch 1 {_name(p['models'][0])} reads "
+                     f"{number(r1['util_gpu_pct_mean'].mean())}% `utilization.gpu` while GPM shows "
+                     f"{number(r1['gpm_sm_active_pct_mean'].mean())}% SM activity, "
+                     f"{number(r1['gpm_tensor_active_pct_mean'].mean())}% tensor-core activity and "
+                     f"{number(r1['gpm_dram_bw_pct_mean'].mean())}% of DRAM bandwidth.")
+    return lines
+
+
+def crosscheck_lines() -> list[str]:
+    v = _view("03_batch_scaling")
+    if v is None:
+        return []
+    bench, runs = v.table("bench_runs"), v.table("runs")
+    if bench.empty:
+        return []
+    parts = []
+    for model in _params(v)["models"]:
+        ours = runs[(runs["model"] == model) & (runs["point"] == "crosscheck_b1")]["output_tok_s"]
+        theirs = bench[bench["model"] == model]["output_tok_s"]
+        if len(ours) and len(theirs):
+            diff = 100 * (ours.median() - theirs.median()) / theirs.median()
+            parts.append(f"{_name(model)} {diff:+.1f}% ({number(ours.median())} vs {number(theirs.median())} tok/s)")
+    return ["* **Cross-check with `vllm bench latency`** at batch 1 (same engine arguments, bench latency just "
+            "before our engine, medians): " + "; ".join(parts) + "."]
+
+
+def model_lines() -> list[str]:
+    v = _view("01_model_vs_model")
+    if v is None:
+        return []
+    runs, cfg = v.table("runs"), v.table("configs")
+    a, b = _params(v)["models"][:2]
+
+    def speed(point: str, model: str, col: str = "output_tok_s") -> str:
+        return _ci(runs[(runs["point"] == point) & (runs["model"] == model)][col])
+
+    start = {(r["model"], r["start"]): r["engine_start_s"] for _, r in cfg.iterrows()}
+    cold = [start.get((m, "cold")) for m in (a, b)]
+    warm = [next((v for (mm, s), v in start.items() if mm == m and s != "cold"), None) for m in (a, b)]
+    return [f"* **{_name(a)} vs {_name(b)}** (`01_model_vs_model`): one request {speed('single', a)} vs "
+            f"{speed('single', b)} tok/s; a batch of 4 {speed('batch4', a)} vs {speed('batch4', b)} tok/s; "
+            f"first token {number(1000 * _mean(runs, 'ttft_mean_s', point='single', model=a))} vs "
+            f"{number(1000 * _mean(runs, 'ttft_mean_s', point='single', model=b))} ms. Engine start cold "
+            f"{number(cold[0])} vs {number(cold[1])} s, warm {number(warm[0])} vs {number(warm[1])} s."]
+
+
+def precision_lines() -> list[str]:
+    v = _view("02_precision")
+    if v is None:
+        return []
+    from .results.summaries import weights_gib
+
+    p = _params(v)
+    runs, cfg = v.table("runs"), v.table("configs")
+    top = max(p["workload"]["batch_sizes"])
+    order = [x for x in catalog.precisions() if x in p["precisions"]]
+    w = {r["precision"]: weights_gib(r) for _, r in cfg.iterrows()}
+    disp = [catalog.precision(x).display for x in order]
+    return [f"* **Precision** (`02_precision`, {_name(p['models'][0])}, {', '.join(disp)}): weights "
+            + ", ".join(f"{w.get(x, float('nan')):.2f}" for x in order) + " GiB; at batch 1 "
+            + ", ".join(number(_mean(runs, "output_tok_s", precision=x, batch=1)) for x in order)
+            + f" tok/s; at batch {top} "
+            + ", ".join(number(_mean(runs, "output_tok_s", precision=x, batch=top)) for x in order)
+            + " tok/s; energy per token at batch "
+            + f"{top}: " + ", ".join(number(_mean(runs, "j_per_output_token", precision=x, batch=top))
+                                    for x in order) + " J."]
+
+
+def serving_lines() -> list[str]:
+    v = _view("04_serving")
+    if v is None:
+        return []
+    lv = v.table("levels")
+    closed = lv[(lv["mode"] == "concurrency") & (lv["level"] == 16)]
+    parts = [f"{_name(r['model'])} {number(1000 * r['ttft_mean_s'])} ms" for _, r in closed.iterrows()]
+    p = _params(v)
+    return [f"* **Serving** (`04_serving`, chat completions, {p['input_tokens']} in / {p['output_tokens']} out): "
+            f"mean time to first token at 16 concurrent users " + "; ".join(parts) + "."]
+
+
+def claims_lines() -> list[str]:
+    path = _ref() / "00_report" / "claims.json"
+    if not path.exists():
+        return []
+    table = pd.DataFrame(json.loads(path.read_text()))
+    counts = table["verdict"].value_counts()
+    text = ", ".join(f"{int(counts[k])} {k}" for k in ("holds", "contradicted", "not supported", "not comparable",
+                                                       "untestable") if k in counts)
+    return [f"* **Every claim of the articles** ({len(table)}) beside our measurement: {text}. The table with "
+            "each verdict's reason: [`docs/claims.md`](docs/claims.md)."]
+
+
+def compare_lines() -> list[str]:
+    out = []
+    for name, what in (("compare_old_new", "The previous H100 references against these"),
+                       ("compare_h100_h200", "The H200 against the H100")):
+        path = _ref() / name / "comparison.json"
+        if path.exists():
+            c = json.loads(path.read_text())
+            rows = pd.read_csv(path.with_name("comparison.csv"))
+            tp = rows[rows["metric"] == "output_tok_s"]["ratio_b_over_a"]
+            extra = ""
+            if "prediction_error_pct" in rows and rows["prediction_error_pct"].notna().any():
+                err = rows["prediction_error_pct"].dropna()
+                extra = (f"; the roofline model predicted those ratios within {err.abs().median():.0f}% "
+                         f"(median, {err.min():+.0f}% to {err.max():+.0f}%)")
+            out.append(f"* **{what}** (`05_compare`, {_link(path.parent)}): {c['sentence']} Throughput ratio B/A "
+                       f"median {np.median(tp):.2f} ({tp.min():.2f} to {tp.max():.2f}){extra}.")
+    return out
+
+
+def results_block() -> str:
+    lines = ["Generated by `python -m slmstudy docs` from the committed run folders in "
+             "[`outputs/reference/h100/`](outputs/reference/h100/); every folder's `environment.json` names the "
+             "commit that measured it. Dummy weights on the real architectures, bf16 unless stated; means with 95% "
+             "confidence intervals in each folder's tables.", ""]
+    for part in (timing_lines, batch_lines, crosscheck_lines, model_lines, precision_lines, serving_lines,
+                 claims_lines, compare_lines):
+        lines += part()
+    return "\n".join(lines) + "\n"
+
+
+def claims_doc() -> str:
+    path = _ref() / "00_report" / "claims.json"
+    head = ["# Every claim of the three articles beside our measurement", "",
+            "Generated by `python -m slmstudy docs` from "
+            "`outputs/reference/h100/00_report/claims.json`; do not edit.", ""]
+    if not path.exists():
+        return "\n".join(head + ["No reference report committed yet."]) + "\n"
+    from .experiments.claims_report import claims_markdown
+
+    return "\n".join(head) + claims_markdown(pd.DataFrame(json.loads(path.read_text())))
+
+
+def limitations_block() -> str:
+    """Targets the references missed, stated with the measured number."""
+    lines = []
+    path = _ref() / "study_timing.csv"
+    if path.exists():
+        t = pd.read_csv(path)
+        total = float(t.loc[t["kind"] == "total", "wall_s"].sum()) / 60
+        if total >= 15:
+            lines.append(f"* **The GPU study takes {total:.1f} min on the lent H100**, over the 15-minute target; "
+                         "where the time goes: `outputs/reference/h100/study_timing.csv`.")
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+GENERATORS: dict[str, Callable[[], str]] = {"results": results_block, "limitations": limitations_block}
+
+
+def render(readme: str) -> str:
+    """The README with every generated block rebuilt."""
+    def sub(m: re.Match[str]) -> str:
+        gen = GENERATORS.get(m.group("name"))
+        return m.group(0) if gen is None else m.group(1) + gen() + m.group(4)
+    return BLOCK.sub(sub, readme)
+
+
+def files() -> dict[Path, str]:
+    """Every generated file and its content."""
+    from .results import columns
+
+    root = paths.project_root()
+    return {root / "README.md": render((root / "README.md").read_text()),
+            root / "docs" / "claims.md": claims_doc(),
+            root / "docs" / "columns.md": columns.markdown()}

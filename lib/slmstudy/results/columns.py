@@ -1,0 +1,117 @@
+"""Every column of the study's tables: its unit, the label a reader sees and what
+it means. Tables, figure labels and the notebooks' displays read names from here;
+``docs/columns.md`` is generated from it (``python -m slmstudy docs``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Column:
+    label: str  # what a table header or axis says
+    unit: str  # "" for text, counts and flags
+    meaning: str
+    tables: tuple[str, ...]
+
+    @property
+    def header(self) -> str:
+        return f"{self.label} ({self.unit})" if self.unit else self.label
+
+
+R, Q, C, L, B, T, X = "runs", "requests", "configs", "levels", "bench", "timing", "comparison"
+
+COLUMNS: dict[str, Column] = {
+    # identity of a row
+    "config": Column("configuration", "", "the job key: model__precision__weights[__cold][__roundN]", (R, Q, C, L, B, T)),
+    "model": Column("model", "", "catalog key of the model", (R, Q, C, L, B, X)),
+    "precision": Column("precision", "", "catalog key of the precision (bf16, int8, ...)", (R, Q, C, L, B, X)),
+    "weights": Column("weights", "", "dummy (random values on the real architecture) or pretrained", (R, Q, C, L)),
+    "point": Column("point", "", "the workload point's name in this notebook's parameters", (R, Q, X)),
+    "point_shape": Column("point shape", "", "digest of (batch, input_len, output_len, temperature): one measurement "
+                          "whatever notebooks call it", (R, Q)),
+    "batch": Column("batch", "requests", "requests submitted at once", (R, Q, B)),
+    "input_len": Column("input", "tokens", "prompt length", (R, B)),
+    "output_len": Column("output", "tokens", "generated tokens per request (fixed, ignore_eos)", (R, B)),
+    "rep": Column("repetition", "", "index of the measured repetition (warm-ups excluded)", (R, Q)),
+    # speed
+    "output_tok_s": Column("output tokens/s", "tok/s", "all output tokens of the batch over its wall time", (R, L, X)),
+    "req_per_min": Column("requests/min", "req/min", "requests of the batch per minute of its wall time", (R,)),
+    "wall_s": Column("wall time", "s", "submit of the first request to the last token (runs); a job's whole span "
+                     "(timing)", (R, T)),
+    "ttft_mean_s": Column("time to first token, mean", "s", "mean over the batch's requests", (R, L, X)),
+    "ttft_p99_s": Column("time to first token, p99", "s", "99th percentile over the batch's requests", (R, L)),
+    "tpot_mean_s": Column("time per output token", "s", "(last - first token time) / (tokens - 1), mean over "
+                          "requests: the decode speed one user sees", (R, X)),
+    "itl_p99_s": Column("inter-token latency, p99", "s", "99th percentile of every gap between tokens", (R,)),
+    # energy and utilisation
+    "j_per_output_token": Column("energy per output token", "J/tok", "GPU energy counter's rise over the window "
+                                 "divided by its output tokens", (R, L, X)),
+    "power_w_mean": Column("power", "W", "mean board power over the window", (R, L)),
+    "util_gpu_pct_mean": Column("utilization.gpu", "%", "what nvidia-smi shows: share of time any kernel ran", (R, L)),
+    "gpm_sm_active_pct_mean": Column("SM activity (GPM)", "%", "share of SMs busy, mean over the window", (R, L, X)),
+    "gpm_tensor_active_pct_mean": Column("tensor-core activity (GPM)", "%", "share of tensor-core cycles busy",
+                                         (R, X)),
+    "gpm_dram_bw_pct_mean": Column("DRAM bandwidth (GPM)", "%", "share of peak memory bandwidth used", (R, X)),
+    "proc_cpu_pct_mean": Column("engine CPU", "%", "CPU of the engine's process tree (100 = one core)", (R, L)),
+    "cpu_steal_pct_mean": Column("host CPU steal", "%", "time the hypervisor gave other guests (0 on bare metal)",
+                                 (R,)),
+    # engines
+    "status": Column("status", "", "ok, partial or failed", (C, L, B, T)),
+    "root_cause": Column("root cause", "", "vLLM's own error, or how the process died", (C, B)),
+    "engine_start_s": Column("engine start", "s", "AsyncLLM.from_engine_args until ready (import excluded)", (C, T)),
+    "vllm_import_s": Column("vLLM import", "s", "import of vLLM in the engine process", (C,)),
+    "compile_s": Column("torch.compile", "s", "as vLLM logs it", (C, T)),
+    "graph_capture_s": Column("CUDA graphs", "s", "capture time as vLLM logs it", (C, T)),
+    "compile_cache": Column("compile cache", "", "what the start found: emptied (cold start), empty or warm", (C,)),
+    "weights_gib": Column("weights", "GiB", "vLLM's weight memory (the parameter tensors' bytes on the CPU engine)",
+                          (C, X)),
+    "weights_gib_analytic": Column("weights, analytic", "GiB", "from the architecture config and the precision", (C,)),
+    "kv_bytes_per_token": Column("KV cache per token", "B", "layers x 2 x KV heads x head size x bytes", (C,)),
+    "kv_capacity_tokens": Column("KV capacity", "tokens", "tokens the engine's KV cache holds", (C,)),
+    "kv_cache_gib": Column("KV cache", "GiB", "bytes of the KV-cache tensors", (C, X)),
+    "peak_device_mem_gib": Column("peak device memory", "GiB", "peak used minus the level before the engine", (C, X)),
+    "identity": Column("code", "", "commit (+dirty:<diff digest>) that measured the row", (C, T)),
+    # serving
+    "mode": Column("load", "", "concurrency (closed loop) or rate (Poisson arrivals)", (L, X)),
+    "level": Column("level", "users or req/s", "concurrent users, or requests per second", (L, X)),
+    "req_s": Column("requests/s", "req/s", "completed requests over the level's duration", (L,)),
+    "ttft_p50_s": Column("time to first token, p50", "s", "median over the level's requests", (L, X)),
+    "itl_p50_s": Column("inter-token latency, p50", "s", "median of every gap between tokens", (L,)),
+    "e2e_mean_s": Column("end-to-end latency, mean", "s", "request sent to last token", (L,)),
+    "slo_met_share": Column("within objective", "share", "requests whose first token came within slo_ttft_s", (L,)),
+    "goodput_req_s": Column("goodput", "req/s", "requests per second that met the objective", (L,)),
+    # timing
+    "job": Column("job", "", "a measurement of the plan, or a notebook", (T,)),
+    "kind": Column("kind", "", "engine, bench_latency, serve, hardware, overhead_probe, notebook", (T,)),
+    "launch_s": Column("launch", "s", "process start until the worker's first record", (T,)),
+    "import_s": Column("import vLLM", "s", "in the engine process", (T,)),
+    "measure_s": Column("measuring", "s", "warm-ups, measured runs and checks (load levels for a server)", (T,)),
+    "shutdown_s": Column("shutdown", "s", "engine shutdown", (T,)),
+    "teardown_s": Column("teardown", "s", "after the worker's last record: process exit and device memory back", (T,)),
+    # comparison
+    "metric": Column("metric", "", "the column compared", (X,)),
+    "a_mean": Column("A", "", "mean of run A", (X,)),
+    "a_ci95": Column("A 95% CI", "", "", (X,)),
+    "b_mean": Column("B", "", "mean of run B", (X,)),
+    "b_ci95": Column("B 95% CI", "", "", (X,)),
+    "ratio_b_over_a": Column("B / A", "", "", (X,)),
+    "predicted_ratio": Column("predicted B / A", "", "the roofline model's ratio from each machine's probe", (X,)),
+    "verdict": Column("verdict", "", "same, faster, slower, higher, lower, not comparable", (X,)),
+}
+
+
+def header(name: str) -> str:
+    """A column's header for a reader: label and unit, or the name itself."""
+    col = COLUMNS.get(name)
+    return col.header if col else name
+
+
+def markdown() -> str:
+    """docs/columns.md."""
+    lines = ["# Columns of the study's tables", "",
+             "Generated from `lib/slmstudy/results/columns.py` by `python -m slmstudy docs`; do not edit.", "",
+             "| column | label | unit | tables | meaning |", "|---|---|---|---|---|"]
+    for name, c in COLUMNS.items():
+        lines.append(f"| `{name}` | {c.label} | {c.unit} | {', '.join(c.tables)} | {c.meaning} |")
+    return "\n".join(lines) + "\n"

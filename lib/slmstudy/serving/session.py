@@ -1,0 +1,124 @@
+"""One server measurement: ``vllm serve`` for an engine, the load sweeps against
+it with the telemetry sampler beside it, and article 000's own client calls.
+
+It leaves raw files only, each appended as measured so a crash keeps everything
+before it: ``server.log``, ``server.json`` (what was served, how it started and
+stopped), ``events.jsonl`` (load phases, levels and requests on the wall clock of
+the telemetry trace), ``telemetry.jsonl``, ``client_demo.json``. The results layer
+turns them into tables.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from ..atomic import write_json
+from ..engine import caches
+from ..engine.journal import Journal
+from ..engine.runner import RunResult, clean
+from ..telemetry.sampler import Sampler
+from . import tokenizer
+from .client import StreamingClient
+from .load import Slo, Workload, run_sync, sweep
+from .server import ServerStartError, VllmServer
+from .spec import LoadLevels, ServeJob
+from .tokenizer import GENERATED
+
+RAW = ("server.log", "server.json", "events.jsonl", "telemetry.jsonl", "telemetry.stderr", "client_demo.json")
+
+
+def _sweep(server: VllmServer, journal: Journal, mode: str, levels: LoadLevels, w: Workload, warmup: int,
+           slo: Slo, timeout_s: float, first_index: int, labels: dict[str, Any]) -> bool:
+    async def go() -> bool:
+        async with StreamingClient(server.base_url, server.served_model_name, timeout_s=timeout_s) as client:
+            result = await sweep(client, w, mode, levels.levels, levels.requests_per_level, slo=slo,  # type: ignore[arg-type]
+                                 warmup_requests=warmup, journal=journal, labels=labels, first_index=first_index)
+            return result.completed
+    return run_sync(go)
+
+
+def client_demo(server: VllmServer) -> dict[str, Any]:
+    """Article 000's two calls through the ``openai`` package, unchanged but for the
+    address and model name: a plain chat completion and a streamed one. With
+    random weights the text is meaningless words; the call path and usage are real."""
+    import openai
+
+    client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="EMPTY")
+    response = client.chat.completions.create(
+        model=server.served_model_name,
+        messages=[{"role": "user", "content": "w1000 w2000 w3000 w4000"}],
+        temperature=0.7,
+        max_tokens=16,
+    )
+    stream = client.chat.completions.create(
+        model=server.served_model_name,
+        messages=[{"role": "user", "content": "w1000 w2000 w3000 w4000"}],
+        temperature=0.6,
+        max_tokens=16,
+        stream=True,
+    )
+    pieces = [chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices]
+    return {"plain": {"content": response.choices[0].message.content, "usage": response.usage.model_dump()},
+            "stream": {"chunks": len(pieces), "text": "".join(pieces)[:400]}}
+
+
+def measure(server: VllmServer, job: ServeJob, out: Path) -> None:
+    """Load a running server as ``job.load`` asks, the sampler watching its process
+    group; journal and trace into ``out`` (appended as measured)."""
+    spec, load = job.engine, job.load
+    w = Workload(api=load.api, input_tokens=load.input_tokens, output_tokens=load.output_tokens,
+                 temperature=load.temperature, seed=spec.seed, exact_counts=server.facts.get("tokenizer") == GENERATED)
+    slo = Slo(ttft_s=load.slo_ttft_s)
+    journal = Journal(out / "events.jsonl")
+    sampler = None
+    try:
+        journal.write("server", **server.info())
+        sampler = Sampler.from_options(spec.telemetry, out / "telemetry.jsonl", root_pid=server.pid or 0)
+        journal.write("telemetry", **(sampler.start() if sampler else {"backend": "none",
+                                                                         "fallback_reason": "disabled"}))
+        labels = {**server.facts, "model": spec.model, "precision": spec.precision}
+        first = 0
+        for mode, levels, warmup in (("concurrency", load.closed_loop, load.warmup_requests),
+                                     ("rate", load.open_loop, 0)):
+            if levels is None:
+                continue
+            _sweep(server, journal, mode, levels, w, warmup, slo, load.request_timeout_s, first, labels)
+            first += len(levels.levels) * levels.requests_per_level + warmup
+        if load.client_demo:
+            try:
+                write_json(out / "client_demo.json", client_demo(server))
+            except Exception as exc:  # the demo is shown, not measured: record why it failed
+                write_json(out / "client_demo.json", {"error": f"{type(exc).__name__}: {exc}"})
+    finally:
+        if sampler:
+            sampler.stop()
+        journal.close()
+
+
+def run(job: ServeJob, out: Path, cache_root: Path) -> RunResult:
+    """Serve, load, record; never raises for a server that fails to start or dies."""
+    clean(out)
+    for name in RAW:
+        (out / name).unlink(missing_ok=True)
+    spec = job.engine
+    served = tokenizer.prepare(spec.model, spec.precision, spec.weights, spec.weights_path)
+    server = VllmServer.for_model(served, spec.precision, spec.engine, spec.seed, out / "server.log",
+                                  start_timeout_s=spec.engine.start_timeout_s, env=caches.env(cache_root))
+    cache_state = caches.prepare(cache_root, cold=False)
+    started = time.time()
+    error = cause = None
+    try:
+        server.start()
+        measure(server, job, out)
+    except ServerStartError as exc:
+        error, cause = str(exc), exc.root_cause or str(exc)
+    except Exception as exc:  # recorded; the study goes on
+        error = cause = f"{type(exc).__name__}: {exc}"
+    finally:
+        leftovers = server.stop()
+        write_json(out / "server.json", server.info())
+    return RunResult(error=error, root_cause=cause, returncode=server.proc.returncode if server.proc else None,
+                     leftover_processes_killed=leftovers, seconds=time.time() - started, started_at=started,
+                     finished_at=time.time(), compile_cache=cache_state)

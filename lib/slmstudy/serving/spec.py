@@ -1,0 +1,44 @@
+"""What one server measurement is asked to do: an engine served by ``vllm serve``
+and the load it is put under, as typed models that travel as JSON."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from ..engine.spec import EngineSpec, Frozen
+
+
+class LoadLevels(Frozen):
+    levels: tuple[float, ...]
+    requests_per_level: int = Field(gt=0)
+
+
+class LoadSpec(Frozen):
+    api: Literal["chat", "completions"] = "chat"
+    input_tokens: int = Field(128, gt=0)
+    output_tokens: int = Field(128, gt=0)
+    temperature: float = 0.0
+    warmup_requests: int = Field(0, ge=0)
+    closed_loop: LoadLevels | None = None  # concurrent users
+    open_loop: LoadLevels | None = None  # Poisson arrivals, requests per second
+    slo_ttft_s: float = Field(0.2, gt=0)
+    request_timeout_s: float = Field(600.0, gt=0)
+    # Article 000's own client calls (the openai package), made against the
+    # measured server after its load and recorded for the notebook to show.
+    client_demo: bool = True
+
+
+class ServeJob(Frozen):
+    kind: Literal["serve"] = "serve"
+    engine: EngineSpec
+    load: LoadSpec
+    timeout_s: float = Field(3600.0, gt=0)
+
+    @property
+    def key(self) -> str:
+        return f"{self.engine.key}__serve"
+
+    def satisfies(self, need: "ServeJob") -> bool:
+        return self == need

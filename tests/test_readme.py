@@ -1,0 +1,35 @@
+"""The README's numbers and the generated docs agree with the committed reference
+tables: ``python -m slmstudy docs`` regenerates them, and a stale copy fails here."""
+
+from __future__ import annotations
+
+import re
+
+from slmstudy import paths, readme
+
+
+def test_generated_files_match_the_references():
+    stale = [str(p.relative_to(paths.project_root())) for p, text in readme.files().items()
+             if not p.exists() or p.read_text() != text]
+    assert not stale, f"regenerate with `python -m slmstudy docs`: {', '.join(stale)}"
+
+
+def test_readme_has_its_generated_blocks_and_quotes_no_number_by_hand():
+    text = (paths.project_root() / "README.md").read_text()
+    names = re.findall(r"<!-- BEGIN GENERATED: ([\w-]+) -->", text)
+    assert names == ["results", "limitations"]
+    # the results section is the generated block: numbers with units outside it would be typed by hand
+    head = text.split("## Results on an NVIDIA H100", 1)[1].split("## Your own parameters", 1)[0]
+    outside = readme.BLOCK.sub("", head)
+    assert not re.search(r"\d[\d,.]* ?(tok/s|GiB|ms|%)", outside), outside
+
+
+def test_a_changed_reference_changes_the_readme(monkeypatch, tmp_path):
+    # the block is computed from the tables, not kept: another reference, other text
+    import shutil
+
+    ref = tmp_path / "reference"
+    shutil.copytree(paths.reference_dir() / "h100" / "04_serving", ref / "h100" / "04_serving")
+    monkeypatch.setattr(paths, "reference_dir", lambda: ref)
+    only_serving = readme.results_block()
+    assert "Serving" in only_serving and "Batch scaling" not in only_serving
