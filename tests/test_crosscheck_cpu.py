@@ -23,7 +23,8 @@ pytestmark = [
 def checked(module_project):
     study = open_study("03_batch_scaling", profile="cpu", overrides={
         "models": ["tiny-qwen2"],
-        "workload": {"input_len": 16, "output_len": 8, "batch_sizes": [2], "repetitions": 1, "warmup": 1},
+        # 64 tokens per run: bench latency's measured window (3 runs) spans several telemetry samples
+        "workload": {"input_len": 16, "output_len": 64, "batch_sizes": [2], "repetitions": 1, "warmup": 1},
         "bench_latency": {"iters": 3, "warmup": 1, "rounds": 2},
     })
     outcomes = study.run()

@@ -54,7 +54,8 @@ def engines(module_project):
     study = open_study("03_batch_scaling", profile="gpu", overrides={
         # 512 tokens at ~400 tok/s: ~1.3 s per batch-1 run, ~25 samples at 20 Hz
         "workload": {"input_len": 64, "output_len": 512, "batch_sizes": [1, 8], "repetitions": 3, "warmup": 1},
-        "engine": {"max_model_len": 2048, "gpu_memory_utilization": 0.5},
+        # the gpu profile's engine arguments: with tools/h100.sh's SLMSTUDY_COMPILE_CACHE the
+        # engines start from the study's compile cache
         "bench_latency": {"enabled": False},
         "telemetry_overhead": None,
     })

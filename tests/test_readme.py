@@ -29,7 +29,7 @@ def test_a_changed_reference_changes_the_readme(monkeypatch, tmp_path):
     import shutil
 
     ref = tmp_path / "reference"
-    shutil.copytree(paths.reference_dir() / "h100" / "04_serving", ref / "h100" / "04_serving")
+    shutil.copytree(paths.reference_dir() / "h100" / "03_batch_scaling", ref / "h100" / "03_batch_scaling")
     monkeypatch.setattr(paths, "reference_dir", lambda: ref)
-    only_serving = readme.results_block()
-    assert "Serving" in only_serving and "Batch scaling" not in only_serving
+    only_sweep = readme.results_block()
+    assert "Batch scaling" in only_sweep and "Serving" not in only_sweep

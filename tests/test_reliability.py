@@ -246,6 +246,7 @@ def test_two_identical_runs_at_once_measure_once(notebook_project):
     assert len(configs) == 1  # one engine measured; the other run waited, then reused it
     assert "waiting for another run" in out_a + out_b
     ok = [p.returncode == 0 for p in (a, b)]
+    (notebook_project / "two_runs.log").write_text(out_a + "\n=====\n" + out_b)
     assert any(ok), out_a[-2000:] + out_b[-2000:]
     if not all(ok):  # the later one may find the run folder still being written
         assert "is being written by another run" in out_a + out_b

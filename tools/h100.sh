@@ -42,14 +42,18 @@ PY
     ;;
   study)
     rc=0
-    timeout -s TERM "${RUN_TIMEOUT:-540}" python3 -m slmstudy run --profile gpu "$@" 2>&1 \
+    # No new measurement after START_BUDGET s, so none is cut off by the call's limit;
+    # the next call resumes the plan, and the notebooks run once it is complete.
+    timeout -s TERM "${RUN_TIMEOUT:-570}" python3 -m slmstudy run --profile gpu --start-budget "${START_BUDGET:-340}" "$@" 2>&1 \
       | grep -v "Kernel is running over TCP" | tee -a "$OUT/study.log"
     rc=${PIPESTATUS[0]}
     "$0" pack "${PACK:-study}"
     exit $rc
     ;;
   test)
-    python3 -m pytest -m gpu -v -p no:cacheprovider tests 2>&1 | tee "$OUT/gpu_tests.log"
+    # the study's compile caches: the tests' engines (same arguments) start warm
+    SLMSTUDY_COMPILE_CACHE=$PWD/outputs/runs/pool/compile-cache \
+      python3 -m pytest -m gpu -v -p no:cacheprovider tests 2>&1 | tee "$OUT/gpu_tests.log"
     exit "${PIPESTATUS[0]}"
     ;;
   pack)

@@ -1,13 +1,14 @@
 """Copy the small, reviewable part of a run folder into outputs/reference/.
 
-    python tools/make_reference.py RUN_FOLDER outputs/reference/h100/03_batch_scaling
+    python tools/make_reference.py RUN_FOLDER outputs/reference/h100/03_batch_scaling [--lean]
 
-Kept: parameters, environment, the executed notebook, every table (the
-per-request table without its per-token gap lists, which stay in the full run
-folder), figures, the engine logs, status and spec of every configuration, and
-the JSON results (cross-checks, hardware probe, roofline, claims). Left out:
-raw journals and telemetry streams (their content is in the tables) and compile
-caches.
+Kept: parameters, environment and provenance, the executed notebook and its HTML
+rendering, every table (the per-request table without its per-token gap lists,
+which stay in the full run folder), figures, and per job its status, spec, logs
+and small results (bench latency, hardware probe, client calls). Left out: the
+per-job copies of tables (the same rows are in the run-level tables/) and dot
+files. ``--lean`` keeps tables, parameters and job records only (no notebook,
+HTML or figures): the CPU reference that CI's runs are compared with.
 """
 
 from __future__ import annotations
@@ -18,20 +19,22 @@ from pathlib import Path
 
 import pandas as pd
 
-KEEP_SUFFIXES = {".json", ".yaml", ".csv", ".md", ".png", ".svg", ".log", ".ipynb"}
-SKIP_PARTS = {"compile-cache"}
+KEEP_SUFFIXES = {".json", ".yaml", ".csv", ".md", ".png", ".svg", ".log", ".ipynb", ".html", ".txt"}
+LEAN_SKIP = {".png", ".svg", ".ipynb", ".html"}
 MAX_BYTES = 4 << 20
 
 
-def main(src: Path, dest: Path) -> int:
+def main(src: Path, dest: Path, lean: bool = False) -> int:
     if dest.exists():
         shutil.rmtree(dest)
     for path in sorted(src.rglob("*")):
         rel = path.relative_to(src)
-        if not path.is_file() or SKIP_PARTS & set(rel.parts) or rel.name.startswith("."):
+        if not path.is_file() or any(part.startswith(".") for part in rel.parts) or rel.name == "papermill.log":
             continue
         if rel.parts[0] == "configs" and "tables" in rel.parts:
             continue  # the same rows are in the run-level tables/
+        if lean and rel.suffix in LEAN_SKIP:
+            continue
         out = dest / rel
         out.parent.mkdir(parents=True, exist_ok=True)
         if rel.suffix == ".parquet":
@@ -51,4 +54,5 @@ def main(src: Path, dest: Path) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1]), Path(sys.argv[2])))
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    sys.exit(main(Path(args[0]), Path(args[1]), lean="--lean" in sys.argv))

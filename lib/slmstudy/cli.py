@@ -106,7 +106,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     notebooks = _select(args.notebooks, args.file)
     resolved = _check(notebooks, args.profile, args.file)
-    run = StudyRun(resolved, args.profile, args.file, reuse_older=args.reuse_older, jobs=args.jobs)
+    run = StudyRun(resolved, args.profile, args.file, reuse_older=args.reuse_older, jobs=args.jobs,
+                   start_budget_s=args.start_budget)
     previous = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         run.execute()
@@ -171,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
                            help="exit 0 even when some configurations failed (they are still reported)")
             p.add_argument("--jobs", type=int, default=0,
                            help="notebooks analysed at once after the measurements (default: up to 4)")
+            p.add_argument("--start-budget", type=float, default=None, metavar="SECONDS",
+                           help="start no new measurement after this many seconds; the notebooks wait for a "
+                                "later run to finish the plan (for machines lent by the call)")
         p.set_defaults(fn=fn)
     sub.add_parser("list", help="list notebooks and their profiles").set_defaults(fn=cmd_list)
     sub.add_parser("docs", help="regenerate the README's results and docs/ from the references").set_defaults(

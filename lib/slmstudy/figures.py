@@ -64,15 +64,36 @@ def batch_axis(ax: Any, values: Any, label: str = "batch") -> None:
 
 
 def without_repeats(df: pd.DataFrame) -> pd.DataFrame:
-    """Rows of engines started again only to repeat a measurement (``repeat_of``
-    set) left out: they add nothing to per-engine pictures."""
+    """Rows of engines started again only to repeat a measurement (cross-check
+    rounds after the first, ``repeat_of`` in older runs) left out: they add nothing
+    to per-engine pictures."""
+    if "round" in df:
+        df = df[df["round"].fillna(1) <= 1]
     return df[df["repeat_of"].isna()] if "repeat_of" in df else df
 
 
+def legend_outside(owner: Any, handles: list[Any] | None = None, labels: list[str] | None = None,
+                   title: str | None = None) -> Any:
+    """A legend to the right of the axes (or the figure), clear of the data and of every label."""
+    if handles is None:
+        handles, labels = owner.get_legend_handles_labels()
+    if not handles:
+        return None
+    kw = {"fontsize": 8, "frameon": False, "title": title}
+    if hasattr(owner, "transAxes"):
+        return owner.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, **kw)
+    if owner.get_layout_engine() is not None and type(owner.get_layout_engine()).__name__ == "ConstrainedLayoutEngine":
+        return owner.legend(handles, labels, loc="outside right upper", **kw)  # constrained layout makes room
+    return owner.legend(handles, labels, loc="upper left", bbox_to_anchor=(0.81, 0.95), **kw)
+
+
 def _errorbar(ax: Any, df: pd.DataFrame, x: str, y: str, label: str, scale: float = 1.0) -> None:
+    """Means with their 95% CI; every quantity here is non-negative, so a bar
+    reaching below zero is clipped there rather than drawn into nonsense."""
     yerr = None
     if f"{y}_lo" in df and df[f"{y}_lo"].notna().any():
-        yerr = np.vstack([(df[y] - df[f"{y}_lo"]) * scale, (df[f"{y}_hi"] - df[y]) * scale])
+        low = np.minimum(df[y] - df[f"{y}_lo"], df[y]).clip(lower=0)
+        yerr = np.vstack([low * scale, (df[f"{y}_hi"] - df[y]).clip(lower=0) * scale])
     ax.errorbar(df[x], df[y] * scale, yerr=yerr, marker="o", capsize=3, label=label)
 
 
@@ -82,7 +103,7 @@ def metric_grid(study: Any, summary: pd.DataFrame, panels: list[tuple[str, str, 
                 ncols: int = 2) -> Any:
     """One panel per (metric, axis label, scale), one line per ``hue`` value, 95% CI bars."""
     nrows = int(np.ceil(len(panels) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(6 * ncols, 3.8 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.5 * ncols + 2.5, 3.6 * nrows), squeeze=False)
     for ax, (metric, label, scale) in zip(axes.flat, panels):
         if metric not in summary:
             ax.set_visible(False)
@@ -95,11 +116,12 @@ def metric_grid(study: Any, summary: pd.DataFrame, panels: list[tuple[str, str, 
             _errorbar(ax, g.sort_values(x), x, metric, text, scale)
         batch_axis(ax, summary[x], x)
         ax.set_ylabel(label)
-        ax.legend(fontsize=8)
+        ax.set_ylim(bottom=0)
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.8, 1))
+    legend_outside(fig, *axes.flat[0].get_legend_handles_labels())
     n = int(summary["n"].min()) if "n" in summary and len(summary) else 0
     return finish(fig, study, name, study.caption(precision, f"mean of {n} repetitions, bars: 95% CI"))
 
@@ -110,57 +132,95 @@ GPU_SERIES = [
     ("gpm_sm_occupancy_pct", "SM occupancy (GPM)", "tab:cyan", "-"),
     ("gpm_tensor_active_pct", "tensor-core activity (GPM)", "tab:red", "-"),
     ("gpm_dram_bw_pct", "DRAM bandwidth (GPM)", "tab:green", "-"),
-    ("cpu_steal_pct", "host CPU steal % (time the hypervisor ran other guests)", "tab:purple", ":"),
+    ("cpu_steal_pct", "host CPU steal (time the hypervisor ran other guests)", "tab:purple", ":"),
 ]
 CPU_SERIES = [
-    ("cpu_pct", "machine CPU %", "black", "--"),
-    ("proc_cpu_pct", "engine process tree CPU % (100 = one core)", "tab:blue", "-"),
-    ("cpu_steal_pct", "host CPU steal % (time the hypervisor ran other guests)", "tab:purple", ":"),
+    ("cpu_pct", "machine CPU", "black", "--"),
+    ("proc_cpu_pct", "engine process tree CPU (100 = one core)", "tab:blue", "-"),
+    ("cpu_steal_pct", "host CPU steal (time the hypervisor ran other guests)", "tab:purple", ":"),
 ]
+PHASE_NAMES = {"engine_start": "engine start", "warmup": "warm-up", "run": "measured runs",
+               "overhead": "sampler on/off check", "load": "load level", "shutdown": "shutdown"}
+SMOOTH_S = 0.5  # the traces are 10-20 Hz: a half-second mean keeps every line readable
+
+
+def _smooth(t: pd.DataFrame, col: str) -> pd.Series:
+    dt = float(np.median(np.diff(t["t"]))) if len(t) > 2 else 0.1
+    return t[col].rolling(max(1, int(round(SMOOTH_S / max(dt, 1e-3)))), min_periods=1, center=True).mean()
+
+
+def _label_points(ax: Any, ph: pd.DataFrame, t0: float, span: float, own: set[str] | None) -> None:
+    """Name each measured point (or load level) once, where its runs start, skipping
+    names that would collide with the previous one."""
+    key = "point" if "point" in ph and ph["point"].notna().any() else ("level" if "level" in ph else None)
+    if key is None:
+        return
+    last = -1e9
+    for value, g in ph[ph["name"].isin(["run", "load"])].groupby(key, sort=False):
+        if own is not None and key == "point" and str(value) not in own:
+            continue
+        x = g["t0"].min() - t0
+        if x - last < 0.04 * span:
+            continue
+        text = f"{value:g}" if isinstance(value, float) else str(value)
+        ax.text(x, 102, text, fontsize=7, va="bottom", rotation=0, clip_on=False)
+        last = x
 
 
 @styled
 def utilization_traces(study: Any, configs: list[str] | None = None, name: str = "utilization_traces") -> Any:
-    """Each configuration's telemetry trace with its phases shaded, one panel each.
+    """Each engine's telemetry trace, its phases shaded and its points named: a panel
+    of utilisation and, below it, a strip of power (GPU) or resident memory (CPU).
 
     On a GPU: ``utilization.gpu`` (the number nvidia-smi shows: the share of time
     *any* kernel ran) against GPM's SM activity, SM occupancy, tensor-core
-    activity and DRAM bandwidth, which say how much of the chip works; power on
-    the right axis. Without a GPU: the machine's and the engine's CPU use.
+    activity and DRAM bandwidth, which say how much of the chip works. Without a
+    GPU: the machine's and the engine's CPU use. Lines are half-second means.
     """
+    from matplotlib.patches import Patch
+
     tel = study.table("telemetry")
     phases = study.table("phases")
-    configs = configs or (list(dict.fromkeys(without_repeats(tel)["config"])) if not tel.empty else [])
-    fig, axes = plt.subplots(max(len(configs), 1), 1, figsize=(13, 3.6 * max(len(configs), 1)), squeeze=False)
-    for ax, config in zip(axes[:, 0], configs):
-        t = tel[tel["config"] == config]
+    runs = study.table("runs")
+    own = set(runs["point"]) if not runs.empty and "point" in runs else None
+    keep = without_repeats(study.table("configs")) if not study.table("configs").empty else None
+    configs = configs or [c for c in dict.fromkeys(tel["config"]) if keep is None or c in set(keep["config"])] \
+        if not tel.empty else []
+    n = max(len(configs), 1)
+    fig = plt.figure(figsize=(15, 3.6 * n), layout="constrained")
+    subs = np.atleast_1d(fig.subfigures(n, 1))
+    handles: dict[str, Any] = {}
+    bottom = None
+    for sub, config in zip(subs, configs):
+        ax, strip = sub.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+        t = tel[tel["config"] == config].sort_values("t")
         ph = phases[phases["config"] == config] if not phases.empty else phases
         t0 = t["t"].min()
+        span = max(float(t["t"].max() - t0), 1e-6)
         gpu = "util_gpu_pct" in t and t["util_gpu_pct"].notna().any()
         for col, label, colour, style in GPU_SERIES if gpu else CPU_SERIES:
             if col in t and t[col].notna().any():
-                ax.plot(t["t"] - t0, t[col], style, color=colour, label=label, lw=1)
-        power = "power_w" if gpu else "proc_rss_mib"
-        if power in t and t[power].notna().any():
-            right = ax.twinx()
-            right.plot(t["t"] - t0, t[power], color="tab:orange", lw=0.8, alpha=0.8)
-            right.set_ylabel("power (W)" if gpu else "engine RSS (MiB)", color="tab:orange")
-            right.grid(False)
+                handles[label] = ax.plot(t["t"] - t0, _smooth(t, col), style, color=colour, lw=1.2)[0]
         for _, p in ph.iterrows():
             colour = PHASE_COLOURS.get(p["name"])
             if colour:
-                ax.axvspan(p["t0"] - t0, p["t1"] - t0, color=colour, alpha=0.35, lw=0)
-        if "point" in ph:
-            for point, g in ph[ph["name"] == "run"].groupby("point", sort=False):
-                ax.text(g["t0"].min() - t0, 101, str(point), fontsize=7, va="bottom")
-        ax.set_ylim(0, 112)
+                for a in (ax, strip):
+                    a.axvspan(p["t0"] - t0, p["t1"] - t0, color=colour, alpha=0.35, lw=0)
+                handles.setdefault(PHASE_NAMES.get(p["name"], p["name"]), Patch(color=colour, alpha=0.35))
+        _label_points(ax, ph, t0, span, own)
+        ax.set_ylim(0, 100)
         ax.set_ylabel("%")
-        model, prec = (config.split("__") + [None])[:2]
-        ax.set_title(f"{model_name(model)} ({catalog.precision(prec).display if prec else ''})", fontsize=10)
-        ax.legend(loc="upper left", fontsize=7, ncol=3)
-    axes[-1, 0].set_xlabel("seconds since telemetry started "
-                           "(shaded: grey engine start, sand warm-up, green measured runs, lilac overhead check)")
-    fig.tight_layout()
+        engine = config.split("__")
+        prec = catalog.precision(engine[1]).display if len(engine) > 1 and engine[1] in catalog.precisions() else ""
+        ax.set_title(f"{model_name(engine[0])} {prec}".strip(), fontsize=10, pad=12)
+        second, unit = ("power_w", "power (W)") if gpu else ("proc_rss_mib", "RSS (MiB)")
+        if second in t and t[second].notna().any():
+            strip.plot(t["t"] - t0, t[second], color="tab:orange", lw=1)
+        strip.set_ylabel(unit, fontsize=8)
+        bottom = strip
+    if bottom is not None:
+        bottom.set_xlabel("seconds since the engine's telemetry started")
+    legend_outside(fig, list(handles.values()), list(handles))
     return finish(fig, study, name, study.caption())
 
 
@@ -179,7 +239,9 @@ def memory_picture(study: Any, name: str = "memory") -> Any:
     graphs, KV cache, the rest, and what is left free."""
     cfg = study.table("configs")
     cfg = without_repeats(cfg[cfg["status"] == "ok"]) if not cfg.empty else cfg
-    fig, ax = plt.subplots(figsize=(11, 1.2 + 0.9 * max(len(cfg), 1)))
+    if "start" in cfg:  # a cold start measures the start, not the memory: its warm twin is shown
+        cfg = cfg[cfg["start"] != "cold"]
+    fig, ax = plt.subplots(figsize=(12, 1.4 + 0.9 * max(len(cfg), 1)))
     labels = []
     for i, (_, row) in enumerate(cfg.iterrows()):
         left = 0.0
@@ -204,7 +266,7 @@ def memory_picture(study: Any, name: str = "memory") -> Any:
         labels.append(f"{model_name(row['model'])}\n{catalog.precision(row['precision']).display}")
     ax.set_yticks(range(len(labels)), labels)
     ax.set_xlabel("GiB")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=4, fontsize=8)
-    ax.set_title("Device memory after engine start (KV cache fills what gpu_memory_utilization allows)")
+    legend_outside(ax)
+    ax.set_title("Memory after engine start (the KV cache fills what gpu_memory_utilization allows)", fontsize=10)
     fig.tight_layout()
     return finish(fig, study, name, study.caption())

@@ -64,12 +64,16 @@ def timing_lines() -> list[str]:
     if not path.exists():
         return ["* **Study time**: no timing table committed yet (`outputs/reference/h100/study_timing.csv`)."]
     t = pd.read_csv(path)
+    # one table per call of the lent machine (a call lasts at most 10 minutes): the
+    # calls' wall times add up; a job reused by a later call counts once
     total = float(t.loc[t["kind"] == "total", "wall_s"].sum())
+    calls = int((t["kind"] == "total").sum())
     nbs = t[t["kind"] == "notebook"]
-    jobs = t[~t["kind"].isin(["notebook", "total"])]
+    jobs = t[~t["kind"].isin(["notebook", "total"]) & ~t.get("reused", False).fillna(False).astype(bool)]
     start = jobs["engine_start_s"].fillna(0).sum() + jobs.get("import_s", pd.Series(dtype=float)).fillna(0).sum()
-    return [f"* **The whole study took {total / 60:.1f} min** on the H100 ({len(jobs)} measurement jobs, "
-            f"{len(nbs)} notebooks; engine imports and starts {start / 60:.1f} min of it): "
+    return [f"* **The whole study took {total / 60:.1f} min** on the H100 ({calls} call(s) of `tools/h100.sh study`, "
+            f"{len(jobs)} measurement jobs, {len(nbs)} notebooks; vLLM imports and engine starts "
+            f"{start / 60:.1f} min of it): "
             f"{_link(path)}, per job split into launch, vLLM import, engine start (weight loading, "
             "`torch.compile`, CUDA graphs), measuring and teardown."]
 

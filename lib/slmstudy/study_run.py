@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from . import paths
-from .atomic import write_table, write_text
+from .atomic import Busy, exclusive, write_table, write_text
 from .engine import procs
 from .experiments import registry
 from .experiments.base import MEASURE_ENV, REUSE_ENV, Study
@@ -47,7 +47,7 @@ class NotebookResult:
 
 class StudyRun:
     def __init__(self, resolved: dict[str, Resolved], profile: str, files: list[str], reuse_older: bool = False,
-                 jobs: int = 0):
+                 jobs: int = 0, start_budget_s: float | None = None):
         self.resolved = resolved
         self.profile = profile
         self.files = files
@@ -59,6 +59,8 @@ class StudyRun:
         self.started = time.monotonic()
         self.plan_seconds = 0.0
         self.stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.start_budget_s = start_budget_s
+        self.unfinished: list[str] = []  # jobs the budget left for the next run
 
     # -------------------------------------------------------------- execute
     def execute(self) -> None:
@@ -68,7 +70,13 @@ class StudyRun:
             print(f"=== study plan: {len(jobs)} jobs for {', '.join(n for n in studies if studies[n].jobs())} ===",
                   flush=True)
             t0 = time.monotonic()
-            self.outcomes = executor.execute(jobs, self.pool, self.reuse_older)
+            try:
+                self.outcomes = executor.execute(jobs, self.pool, self.reuse_older, start_budget_s=self.start_budget_s)
+            except executor.OutOfTime as stop:
+                self.outcomes, self.unfinished = stop.done, stop.left
+                self.plan_seconds = time.monotonic() - t0
+                print(f"\n{stop}", flush=True)
+                return  # the notebooks wait for the whole plan
             self.plan_seconds = time.monotonic() - t0
         order = [nb for nb in studies if nb not in registry.REPORTS], [nb for nb in studies if nb in registry.REPORTS]
         for batch in order:
@@ -81,7 +89,17 @@ class StudyRun:
                           + (f": {result.error}" if result.error else ""), flush=True)
 
     def _notebook(self, nb: str) -> NotebookResult:
+        """Execute one notebook into its run folder, unless another run is executing it
+        there (its own lock: the kernel takes the folder's lock for the run step)."""
         study = Study(registry.experiment(nb), self.resolved[nb], pool=self.pool)
+        try:
+            with exclusive(study.dir / ".notebook.lock"):
+                return self._execute(nb, study)
+        except Busy as exc:
+            return NotebookResult(nb, "FAILED", 0.0, study.dir,
+                                  f"{show(study.dir)} is being written by another run ({exc.owner})")
+
+    def _execute(self, nb: str, study: Study[Any]) -> NotebookResult:
         folder = study.dir
         folder.mkdir(parents=True, exist_ok=True)
         partial, final = folder / f".{nb}.partial.ipynb", folder / f"{nb}.ipynb"
@@ -95,7 +113,7 @@ class StudyRun:
         seconds = time.monotonic() - t0
         kept = _keep(partial, final)
         status = "passed" if fin.returncode == 0 and fin.error is None and kept is None else "FAILED"
-        error = None if status == "passed" else (_cell_error(final) or kept or fin.error
+        error = None if status == "passed" else (_cell_error(final) or kept or fin.error or _papermill_error(folder)
                                                  or procs.describe_exit(fin.returncode))
         if final.exists():
             report_html.render(final, final.with_suffix(".html"), status=status, error=error)
@@ -131,6 +149,7 @@ class StudyRun:
     # -------------------------------------------------------------- results
     def failures(self) -> list[str]:
         out = [f"job {o.key}: {o.root_cause}" for o in self.outcomes if o.status == "failed"]
+        out += [f"job {key}: not run yet (time budget)" for key in self.unfinished]
         out += [f"notebook {r.notebook}: {r.error}" for r in self.results.values() if r.status not in ("passed",)]
         return out
 
@@ -151,11 +170,12 @@ class StudyRun:
 
     def summary_text(self, code: int, total: float) -> str:
         lines = ["Summary"]
-        if self.outcomes:
+        if self.outcomes or self.unfinished:
             ran = [o for o in self.outcomes if o.status != "skipped"]
             failed = [o for o in self.outcomes if o.status == "failed"]
             lines.append(f"  plan: {len(self.outcomes)} jobs, {len(ran)} measured, {len(self.outcomes) - len(ran)} "
-                         f"reused, {len(failed)} failed, {self.plan_seconds:.0f} s")
+                         f"reused, {len(failed)} failed, {self.plan_seconds:.0f} s"
+                         + (f"; {len(self.unfinished)} left for the next run (time budget)" if self.unfinished else ""))
         for r in self.results.values():
             lines.append(f"  {r.status:<11} {r.notebook:<20} {r.seconds:6.0f} s  {show(r.folder) if r.folder else ''}")
             if r.error:
@@ -195,6 +215,16 @@ def _cell_error(nb_path: Path) -> str | None:
             if out.get("output_type") == "error":
                 return f"{out.get('ename')}: {str(out.get('evalue'))[:500]}"
     return None
+
+
+def _papermill_error(folder: Path) -> str | None:
+    """papermill's own last error (a kernel that died leaves no cell error)."""
+    from .engine.vllm_log import root_cause
+
+    try:
+        return root_cause((folder / "papermill.log").read_text(errors="replace"))
+    except OSError:
+        return None
 
 
 def _add_timing(folder: Path, nb: str, status: str, seconds: float) -> None:

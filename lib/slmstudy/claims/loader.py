@@ -9,8 +9,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from ..params import Strict
-from ..params.loader import dotted
+from ..params.loader import allowed_keys, dotted, excerpt
 from .schema import _BY_KIND, _CLAIM, KINDS, Claim, ClaimsError
 
 CLAIMS_FILE = Path(__file__).resolve().parent / "claims.yaml"
@@ -33,13 +32,13 @@ def _validate(entry: Any, where: str) -> tuple[Any, list[str]]:
             if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
                 problems.append(f"{head}: key 'kind': {kind!r} is not a kind; allowed: {', '.join(KINDS)}")
             elif err["type"] == "extra_forbidden":
-                allowed = ", ".join(_allowed(_BY_KIND[kind], loc))
+                allowed = ", ".join(allowed_keys(_BY_KIND[kind], loc))
                 problems.append(f"{head}: unknown key {key!r} for {_a(kind)} claim; allowed here: {allowed}")
             elif err["type"] == "missing":
                 problems.append(f"{head}: missing required key {key!r} for {_a(kind)} claim")
             elif key:
                 msg = err["msg"].removeprefix("Value error, ")
-                got = "" if isinstance(err.get("input"), (dict, list)) else f" (got {err.get('input')!r})"
+                got = "" if isinstance(err.get("input"), (dict, list)) else f" (got {excerpt(err.get('input'))})"
                 problems.append(f"{head}: key {key!r}: {msg}{got}")
             else:  # a check across keys (model_validator): the message names them
                 problems.append(f"{head}: {err['msg'].removeprefix('Value error, ')}")
@@ -48,19 +47,6 @@ def _validate(entry: Any, where: str) -> tuple[Any, list[str]]:
 
 def _a(kind: str) -> str:
     return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
-
-
-def _allowed(model: type[Strict], loc: tuple[Any, ...]) -> list[str]:
-    """Field names of the (sub-)model that holds ``loc``."""
-    for part in loc[:-1]:
-        if isinstance(part, int) or part not in model.model_fields:
-            continue
-        ann = model.model_fields[part].annotation
-        inner = next((a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, Strict)),
-                     None)
-        if inner is not None:
-            model = inner
-    return list(model.model_fields)
 
 
 def load(path: str | Path | None = None) -> list[Claim]:

@@ -109,7 +109,8 @@ def explain_failure(error: str | None, returncode: int | None, log: str, fatal: 
         # or nothing at all: a process died without an error of its own.
         died = vllm_log.died_process(log)
         how = procs.describe_exit(returncode) if returncode not in (0, None) else None
-        cause = "; ".join(x for x in (died, f"worker {how}" if how else None, fatal) if x) or error
+        own = fatal if fatal and not vllm_log.is_wrapper(fatal) else None  # a wrapper points at nothing
+        cause = "; ".join(x for x in (died, f"worker {how}" if how else None, own) if x) or error
     return error, cause
 
 

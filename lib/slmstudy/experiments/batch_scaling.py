@@ -158,6 +158,19 @@ def crosscheck(study: Study[Params]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def crosscheck_verdict(df: pd.DataFrame, tolerance_pct: float) -> str:
+    """The cross-check's verdict in one sentence, from its pooled rows."""
+    if df.empty:
+        return "not run: this profile sets bench_latency.enabled: false"
+    parts = []
+    for _, r in df[df["round"] == "all"].iterrows():
+        d = r["median_difference_pct"]
+        word = "within" if r["within_tolerance"] else "outside"
+        parts.append(f"{r['model']}: ours {d:+.1f}% against vllm bench latency ({r['slmstudy_median_tok_s']:.0f} vs "
+                     f"{r['bench_median_tok_s']:.0f} tok/s, {word} the {tolerance_pct:g}% tolerance)")
+    return "; ".join(parts) + "."
+
+
 # What the host and the GPU were doing while each side measured (telemetry means):
 # batch-1 decoding is host-bound, so steal and the processes' CPU explain gaps.
 CONDITIONS = ["cpu_steal_pct", "cpu_pct", "proc_cpu_pct", "util_gpu_pct", "gpm_sm_active_pct"]
@@ -278,7 +291,7 @@ def roofline_figure(study: Study[Params]) -> Any:
     from .. import figures
 
     df = roofline(study)
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.6))
+    fig, axes = plt.subplots(1, 2, figsize=(14, 4.6))
     for model, g in df.groupby("model", sort=False):
         g = g.sort_values("batch")
         line = axes[0].plot(g["batch"], g["bound_tok_s"], "--", lw=1.2)[0]
@@ -288,11 +301,11 @@ def roofline_figure(study: Study[Params]) -> Any:
         axes[1].plot(g["batch"], 100 * g["achieved_fraction"], "o-", color=line.get_color(), label=figures.model_name(model))
     for ax in axes:
         figures.batch_axis(ax, df["batch"])
-        ax.legend(fontsize=8)
-    axes[0].set_yscale("log")
+    figures.legend_outside(axes[1])
     axes[0].set_ylabel("output tokens/s (dashed: bound from measured\nbandwidth and peak; dotted: datasheet)")
     axes[1].set_ylabel("% of the hardware bound achieved")
     axes[1].set_ylim(0, 100)
+    axes[0].set_yscale("log")
     fig.suptitle("Distance to the hardware limit")
     fig.tight_layout()
     return figures.finish(fig, study, "roofline", study.caption(study.params.precision))

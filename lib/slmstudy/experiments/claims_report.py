@@ -137,6 +137,13 @@ def claims_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def verdict_sentence(table: pd.DataFrame) -> str:
+    if table.empty:
+        return "no claim judged"
+    counts = table["verdict"].value_counts()
+    return f"of {len(table)} claims, " + ", ".join(f"{int(n)} {v}" for v, n in counts.items()) + "."
+
+
 def verdict_counts(table: pd.DataFrame) -> pd.DataFrame:
     if table.empty:
         return table
@@ -168,7 +175,7 @@ def headline_scaling(study: Study[Params], runs: dict[str, RunView]) -> Any:
     s = stats.summarize(r, ["model", "precision", "batch"], ["output_tok_s", "util_gpu_pct_mean",
                         "gpm_sm_active_pct_mean", "gpm_tensor_active_pct_mean", "gpm_dram_bw_pct_mean"])
     roof = _bounds(view, s, w)
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.6))
+    fig, axes = plt.subplots(1, 2, figsize=(15, 4.6), layout="constrained")
     for model, g in s.groupby("model", sort=False):
         line = axes[0].errorbar(g["batch"], g["output_tok_s"], yerr=[g["output_tok_s"] - g["output_tok_s_lo"],
                                 g["output_tok_s_hi"] - g["output_tok_s"]], marker="o", capsize=3,
@@ -189,11 +196,13 @@ def headline_scaling(study: Study[Params], runs: dict[str, RunView]) -> Any:
     else:
         axes[1].text(0.5, 0.5, "GPM metrics need an NVIDIA Hopper GPU", ha="center", transform=axes[1].transAxes)
     for ax in axes:
-        figures.batch_axis(ax, s["batch"], "batch (requests at once, 128 tokens in, 256 out)")
-        ax.legend(fontsize=8)
+        figures.batch_axis(ax, s["batch"], f"batch (requests at once, {w.get('input_len')} tokens in, "
+                                           f"{w.get('output_len')} out)")
+    figures.legend_outside(axes[0], title="throughput")
+    if axes[1].get_legend_handles_labels()[0]:
+        figures.legend_outside(axes[1], title="activity")
     axes[0].set_yscale("log")
     axes[0].set_ylabel("output tokens/s (dashed: hardware bound)")
-    fig.tight_layout()
     precision = catalog.precision(src.get("precision", "bf16")).display
     return figures.finish(fig, study, "headline_scaling", _caption(view, f"{precision} | bars: 95% CI"))
 

@@ -356,11 +356,9 @@ def folder_of(spec: str, profile: str) -> Path:
 
 
 def comparison(study: Study[Params]) -> Comparison:
-    """The notebook's comparison of its ``a`` and ``b`` folders; written into its run folder."""
+    """The notebook's comparison of its ``a`` and ``b`` folders."""
     profile = study.resolved.profile
-    c = compare_folders(folder_of(study.params.a, profile), folder_of(study.params.b, profile))
-    write(c, study.dir)
-    return c
+    return compare_folders(folder_of(study.params.a, profile), folder_of(study.params.b, profile))
 
 
 @styled

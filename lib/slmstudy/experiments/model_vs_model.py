@@ -208,11 +208,11 @@ def speed_figure(study: Study[Params]) -> Any:
         for i, (model, g) in enumerate(s.groupby("model", sort=False)):
             g = g.set_index("point").reindex(points)
             x = [j + i * width for j in range(len(points))]
-            err = [(g[m] - g[f"{m}_lo"]) * scale, (g[f"{m}_hi"] - g[m]) * scale]
+            err = [(g[m] - g[f"{m}_lo"]).clip(lower=0, upper=g[m]) * scale, (g[f"{m}_hi"] - g[m]).clip(lower=0) * scale]
             ax.bar(x, g[m] * scale, width, yerr=err, capsize=3, label=figures.model_name(model))
         ax.set_xticks([j + width / 2 for j in range(len(points))], points, rotation=20, fontsize=8)
         ax.set_ylabel(label)
-    axes[0][0].legend(fontsize=8)
-    fig.suptitle("DeepSeek-R1-Distill-Qwen-1.5B vs Llama-3.2-1B-Instruct, same engine settings")
-    fig.tight_layout()
+    fig.suptitle(" vs ".join(figures.model_name(m) for m in study.params.models) + ", same engine settings")
+    fig.tight_layout(rect=(0, 0, 0.8, 1))
+    figures.legend_outside(fig, *axes[0][0].get_legend_handles_labels())
     return figures.finish(fig, study, "model_vs_model", study.caption(study.params.precision, "bars: 95% CI"))

@@ -142,7 +142,7 @@ def figure_latency_throughput(study: Study[Params]) -> Any:
     from .. import figures
 
     df = study.table("levels")
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.4))
     for (model, mode), g in df.groupby(["model", "mode"], sort=False):
         g = g[g["status"] != "failed"].sort_values("level")
         label = f"{figures.model_name(model)}, {'closed loop' if mode == 'concurrency' else 'Poisson arrivals'}"
@@ -151,15 +151,15 @@ def figure_latency_throughput(study: Study[Params]) -> Any:
         axes[1].plot(g["output_tok_s"], 1000 * g["itl_p50_s"], style, label=label)
         axes[2].plot(g["output_tok_s"], 1000 * g["e2e_p99_s"], style, label=label)
         for _, r in g.iterrows():
-            axes[0].annotate(f"{r['level']:g}", (r["output_tok_s"], 1000 * r["ttft_p50_s"]), fontsize=6)
-    axes[0].axhline(1000 * study.params.slo_ttft_s, color="red", lw=0.8, ls=":", label="200 ms objective")
+            axes[0].annotate(_level(r["level"], mode), (r["output_tok_s"], 1000 * r["ttft_p50_s"]), fontsize=6)
+    _objective(axes[0], study.params.slo_ttft_s)
     for ax, title in zip(axes, ("TTFT p50 (ms)", "inter-token latency p50 (ms)", "end-to-end p99 (ms)")):
         ax.set_xlabel("output tokens/s")
         ax.set_ylabel(title)
         ax.set_yscale("log")
-    axes[0].legend(fontsize=7)
-    fig.suptitle("Serving: latency against throughput (labels: concurrency or request rate)")
-    fig.tight_layout()
+    fig.suptitle("Serving: latency against throughput (labels: concurrent users, or requests per second)")
+    fig.tight_layout(rect=(0, 0, 0.8, 1))
+    figures.legend_outside(fig, *axes[0].get_legend_handles_labels())
     return figures.finish(fig, study, "serving_latency_throughput", study.caption(study.params.precision))
 
 
@@ -173,21 +173,52 @@ def figure_distributions(study: Study[Params]) -> Any:
 
     req = study.table("requests")
     req = req[(req["mode"] == "concurrency") & req["error_type"].isna()] if not req.empty else req
-    fig, axes = plt.subplots(1, 2, figsize=(14, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(15, 4.4))
     if req.empty:
         return figures.finish(fig, study, "serving_distributions", study.caption())
-    ttft = req.assign(ttft_ms=1000 * req["ttft_s"], model=req["model"].map(figures.model_name))
-    sns.boxplot(ttft, x="level", y="ttft_ms", hue="model", ax=axes[0], fliersize=1)
-    itl = req[["model", "level", "itl_s"]].explode("itl_s").dropna()
-    itl = itl.assign(itl_ms=1000 * itl["itl_s"].astype(float), model=itl["model"].map(figures.model_name))
-    sns.boxplot(itl, x="level", y="itl_ms", hue="model", ax=axes[1], fliersize=1)
-    axes[0].axhline(1000 * study.params.slo_ttft_s, color="red", lw=0.8, ls=":")
+    req = req.assign(users=req["level"].astype(int), model=req["model"].map(figures.model_name))
+    sns.boxplot(req.assign(ttft_ms=1000 * req["ttft_s"]), x="users", y="ttft_ms", hue="model", ax=axes[0], fliersize=1)
+    if "itl_s" in req:
+        itl = req[["model", "users", "itl_s"]].explode("itl_s").dropna()
+        sns.boxplot(itl.assign(itl_ms=1000 * itl["itl_s"].astype(float)), x="users", y="itl_ms", hue="model",
+                    ax=axes[1], fliersize=1)
+    _objective(axes[0], study.params.slo_ttft_s)
     for ax, label in zip(axes, ("time to first token (ms)", "inter-token latency (ms)")):
         ax.set_yscale("log")
         ax.set_xlabel("concurrent users")
         ax.set_ylabel(label)
-    fig.tight_layout()
+        if ax.get_legend():
+            ax.get_legend().remove()
+    fig.tight_layout(rect=(0, 0, 0.8, 1))
+    figures.legend_outside(fig, *axes[0].get_legend_handles_labels())
     return figures.finish(fig, study, "serving_distributions", study.caption(study.params.precision))
+
+
+def slo_verdict(capacity: pd.DataFrame) -> str:
+    """Where each model stops meeting the objective, in one sentence."""
+    if capacity.empty:
+        return "no load level was measured"
+    parts = []
+    for _, r in capacity.iterrows():
+        unit = "concurrent users" if r["mode"] == "concurrency" else "requests/s"
+        best = r["max load meeting mean TTFT"]
+        broke = r["first load breaking it"]
+        parts.append(f"{r['model']} ({'closed loop' if r['mode'] == 'concurrency' else 'Poisson'}): mean TTFT within "
+                     f"{r['slo_ttft_ms']:g} ms up to {best if best == best and best is not None else 'no'} {unit}"
+                     + (f", broken at {broke:g}" if broke == broke and broke is not None else ", at every load tested"))
+    return "; ".join(parts) + "."
+
+
+def _level(level: float, mode: str) -> str:
+    """Users are whole numbers; rates may not be."""
+    return f"{int(level)}" if mode == "concurrency" else f"{level:g}/s"
+
+
+def _objective(ax: Any, slo_s: float) -> None:
+    """The latency objective, drawn and named where it applies."""
+    ax.axhline(1000 * slo_s, color="red", lw=0.9, ls=":", label=f"{1000 * slo_s:g} ms objective")
+    ax.text(1.0, 1000 * slo_s, f" {1000 * slo_s:g} ms objective", color="red", fontsize=7, va="bottom", ha="right",
+            transform=ax.get_yaxis_transform())
 
 
 def client_demo(study: Study[Params]) -> dict[str, Any]:

@@ -101,7 +101,17 @@ def check_free_space(folder: Path, jobs: int) -> None:
                       "free some space (or set SLMSTUDY_RUNS_DIR elsewhere) and run again")
 
 
-def execute(jobs: list[Job], pool: Pool, reuse_older: bool = False, progress: Progress = print) -> list[Outcome]:
+class OutOfTime(SlmstudyError):
+    """The plan stopped before a job because its time budget was spent (resumable)."""
+
+    def __init__(self, done: list[Outcome], left: list[str]):
+        self.done, self.left = done, left
+        super().__init__(f"stopped with {len(left)} job(s) left (time budget spent): {', '.join(left)}; "
+                         "run the same command again to resume")
+
+
+def execute(jobs: list[Job], pool: Pool, reuse_older: bool = False, progress: Progress = print,
+            start_budget_s: float | None = None) -> list[Outcome]:
     """Run every job of ``jobs`` (a plan) that the pool does not hold complete.
 
     A job whose results cannot be written (a full or read-only disk) stops the
@@ -113,10 +123,14 @@ def execute(jobs: list[Job], pool: Pool, reuse_older: bool = False, progress: Pr
     if todo:
         check_free_space(pool.root, len(todo))
     env: dict[str, Any] = {}
-    outcomes = []
+    outcomes: list[Outcome] = []
+    started = time.monotonic()
     for i, job in enumerate(jobs, 1):
         head = f"[{i}/{len(jobs)}] {job.key}"
         found = pool.find(job, label, reuse_older)
+        if found.entry is None and start_budget_s is not None and time.monotonic() - started > start_budget_s:
+            # A lent machine's call has a hard limit: stop between jobs, not in one.
+            raise OutOfTime(outcomes, [j.key for j in jobs[i - 1:] if pool.find(j, label, reuse_older).entry is None])
         if found.entry is not None:
             progress(f"{head}: measured before ({found.entry.identity}), reused")
             outcomes.append(_outcome(job, found.entry, "skipped", found.reasons))

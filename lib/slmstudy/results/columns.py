@@ -20,6 +20,7 @@ class Column:
 
 
 R, Q, C, L, B, T, X = "runs", "requests", "configs", "levels", "bench", "timing", "comparison"
+A = "analyses"  # columns the notebooks' analyses compute from the tables
 
 COLUMNS: dict[str, Column] = {
     # identity of a row
@@ -98,6 +99,22 @@ COLUMNS: dict[str, Column] = {
     "ratio_b_over_a": Column("B / A", "", "", (X,)),
     "predicted_ratio": Column("predicted B / A", "", "the roofline model's ratio from each machine's probe", (X,)),
     "verdict": Column("verdict", "", "same, faster, slower, higher, lower, not comparable", (X,)),
+    # analyses
+    "n": Column("n", "", "repetitions (or requests) averaged", (A,)),
+    "bound_tok_s": Column("hardware bound", "tok/s", "the fastest the measured bandwidth and matmul peak allow", (A,)),
+    "achieved_fraction": Column("share of the bound", "", "measured / bound (1 would be a perfect engine)", (A,)),
+    "step_bound_ms": Column("step bound", "ms", "lower bound of one decode step", (A,)),
+    "decode_bound": Column("decode bound by", "", "memory or compute, whichever bound is larger", (A,)),
+    "round": Column("round", "", "cross-check round (fresh processes); all = pooled", (B, A)),
+    "slmstudy_median_tok_s": Column("ours, median", "tok/s", "our stream-timed runs of the cross-check point", (A,)),
+    "bench_median_tok_s": Column("bench latency, median", "tok/s", "vllm bench latency's iterations", (A,)),
+    "median_difference_pct": Column("difference", "%", "(ours - bench) / bench, on medians", (A,)),
+    "within_tolerance": Column("within tolerance", "", "the difference is within the cross-check's tolerance", (A,)),
+    "seconds_between": Column("seconds apart", "s", "bench latency's end to our first run", (A,)),
+    "slowdown_pct": Column("slowdown", "%", "throughput lost with the sampler running, mean over pairs", (A,)),
+    "ci95": Column("95% CI", "", "", (A,)),
+    "max load meeting mean TTFT": Column("max load, mean TTFT within objective", "users or req/s", "", (A,)),
+    "max load meeting p90 TTFT": Column("max load, p90 TTFT within objective", "users or req/s", "", (A,)),
 }
 
 

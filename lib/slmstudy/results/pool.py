@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -133,8 +134,10 @@ class Pool:
         self.leftover_wait_s = leftover_wait_s
 
     def cache_root(self, model: str) -> Path:
-        """One compile-cache root per model, shared by all its engines (``engine.caches``)."""
-        return self.root / "compile-cache" / model
+        """One compile-cache root per model, shared by all its engines (``engine.caches``);
+        ``SLMSTUDY_COMPILE_CACHE`` puts it elsewhere (the GPU tests reuse a study's)."""
+        base = os.environ.get("SLMSTUDY_COMPILE_CACHE")
+        return (Path(base) if base else self.root / "compile-cache") / model
 
     def entry(self, job: Job) -> Entry:
         return Entry(self.root / f"{job.key}-{job.digest()[:10]}")

@@ -1,0 +1,98 @@
+"""Comparing two runs: the interval of the difference computed by hand, the verdict
+rules, "not comparable" naming what differs, and the refusals of things that are
+not two complete runs of one notebook."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from slmstudy import paths
+from slmstudy.experiments import compare
+
+CPU = paths.reference_dir() / "cpu" / "03_batch_scaling"
+
+
+def test_difference_interval_by_hand():
+    # means 11 and 21, both sample variances 2.5 with n = 5: se = sqrt(0.5 + 0.5) = 1;
+    # Welch's degrees of freedom = 1 / (0.25/4 + 0.25/4) = 8; t(0.975, 8) = 2.306
+    d, lo, hi = compare.diff_ci(np.array([10, 12, 11, 13, 9.0]), np.array([20, 22, 21, 23, 19.0]))
+    assert d == 10 and lo == pytest.approx(10 - 2.306, abs=1e-3) and hi == pytest.approx(10 + 2.306, abs=1e-3)
+    # a measured run-to-run spread of 1 (SD of one process's mean) adds 2 * 1^2 to the variance
+    _, lo2, hi2 = compare.diff_ci(np.array([10, 12, 11, 13, 9.0]), np.array([20, 22, 21, 23, 19.0]), extra_sd=1.0)
+    assert hi2 - lo2 > hi - lo
+
+
+@pytest.mark.parametrize("d,lo,hi,sense,expected", [
+    (1.0, -0.5, 2.5, "higher", "same"),
+    (3.0, 1.0, 5.0, "higher", "faster"),   # more tokens/s
+    (3.0, 1.0, 5.0, "lower", "slower"),    # more seconds per token
+    (-3.0, -5.0, -1.0, "lower", "faster"),
+    (-3.0, -5.0, -1.0, "neutral", "lower"),
+])
+def test_verdict_rules(d, lo, hi, sense, expected):
+    assert compare.verdict(d, lo, hi, sense, (5, 5)) == expected
+
+
+def _run_folder(root, name, tok_s, device="NVIDIA H100 80GB HBM3", input_len=128, status="ok"):
+    folder = root / name
+    (folder / "tables").mkdir(parents=True)
+    params = {"models": ["tiny-qwen2"], "precision": "bf16",
+              "workload": {"input_len": input_len, "output_len": 256, "batch_sizes": [1], "repetitions": 5}}
+    (folder / "params.yaml").write_text(yaml.safe_dump({"notebook": "03_batch_scaling", "profile": "gpu",
+                                                        "sources": [], "params": params}))
+    (folder / "environment.json").write_text(json.dumps({"gpu_name": device}))
+    runs = pd.DataFrame({"model": "tiny-qwen2", "precision": "bf16", "point": "b1", "batch": 1, "config": "c",
+                         "output_tok_s": tok_s})
+    runs.to_parquet(folder / "tables" / "runs.parquet")
+    pd.DataFrame([{"config": "c", "model": "tiny-qwen2", "precision": "bf16", "status": status, "start": "any",
+                   "root_cause": None if status == "ok" else "ValueError: boom"}]).to_parquet(
+        folder / "tables" / "configs.parquet")
+    return folder
+
+
+def test_same_faster_and_not_comparable(tmp_path):
+    base = [400.0, 402, 398, 401, 399]
+    a = _run_folder(tmp_path, "a", base)
+    same = compare.compare_folders(a, _run_folder(tmp_path, "b", [401.0, 399, 400, 402, 398]))
+    assert same.comparable and set(same.rows["verdict"]) == {"same"}
+    faster = compare.compare_folders(a, _run_folder(tmp_path, "c", [480.0, 482, 478, 481, 479]))
+    row = faster.rows.set_index("metric").loc["output_tok_s"]
+    assert row["verdict"] == "faster" and row["ratio_b_over_a"] == pytest.approx(1.2)
+    other_gpu = compare.compare_folders(a, _run_folder(tmp_path, "d", base, device="NVIDIA H200"))
+    assert not other_gpu.comparable
+    assert other_gpu.rows["verdict"].str.startswith("not comparable: hardware (NVIDIA H100 80GB HBM3 vs NVIDIA H200)").all()
+    other_len = compare.compare_folders(a, _run_folder(tmp_path, "e", base, input_len=64))
+    assert other_len.differing == ["workload.input_len (128 vs 64)"]
+    assert compare.sentence(other_len).startswith("Not comparable")
+
+
+def test_refusals_are_one_line_each(tmp_path):
+    a = _run_folder(tmp_path, "a", [400.0, 401])
+    bad = _run_folder(tmp_path, "bad", [400.0, 401], status="failed")
+    other = tmp_path / "other"
+    shutil.copytree(a, other)
+    (other / "params.yaml").write_text((other / "params.yaml").read_text().replace("03_batch_scaling", "02_precision"))
+
+    def cli(x, y):
+        return subprocess.run([sys.executable, "-m", "slmstudy", "compare", str(x), str(y)], capture_output=True,
+                              text=True, timeout=120)
+
+    for x, y, message in ((tmp_path, a, "is not a run folder"),
+                          (a, bad, "is an incomplete run: missing or failed c (ValueError: boom)"),
+                          (a, other, "is a run of 03_batch_scaling and")):
+        r = cli(x, y)
+        assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_committed_cpu_reference_reproduces_itself():
+    c = compare.compare_folders(CPU, CPU)
+    assert c.comparable and (c.rows["verdict"] == "same").all() and len(c.rows) > 10
