@@ -83,6 +83,6 @@ def test_gpu_runs_have_true_utilisation_and_energy(engines):
     assert (runs["j_per_output_token"] > 0).all()
     assert runs["gpm_sm_active_pct_mean"].notna().all()
     b1 = runs[runs["batch"] == 1]
-    assert (b1["telemetry_samples"] >= 20).all(), b1["telemetry_samples"].tolist()
+    assert (b1["telemetry_samples"] >= 15).all(), b1["telemetry_samples"].tolist()  # >= 0.75 s at 20 Hz
     # utilization.gpu counts any kernel running; at batch 1 most SMs idle meanwhile
     assert (b1["util_gpu_pct_mean"] > b1["gpm_sm_active_pct_mean"]).all()

@@ -1,0 +1,37 @@
+"""The report over the committed H100 reference runs: its verdicts, counted and by
+claim, so a change to the judge or to the measurement table shows here."""
+
+from __future__ import annotations
+
+import pytest
+
+from slmstudy import paths
+from slmstudy.experiments import claims_report, registry
+from slmstudy.experiments.base import Study
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    r = registry.resolve("00_report", "cpu", overrides={"source": str(paths.reference_dir() / "h100")})
+    study = Study(registry.experiment("00_report"), r, root=tmp_path_factory.mktemp("report"))
+    runs = claims_report.find_runs(study)
+    assert set(runs) == set(claims_report.SOURCES)
+    return claims_report.claims_table(study, runs).set_index("id")
+
+
+def test_verdict_counts(table):
+    assert table["verdict"].value_counts().to_dict() == {
+        "contradicted": 28, "untestable": 28, "holds": 26, "not comparable": 3, "not supported": 1}
+
+
+@pytest.mark.parametrize("claim,verdict", [
+    ("a000-speed-b1", "not supported"),      # 425 [416, 435] vs 437 [422, 452] tok/s: intervals overlap
+    ("a000-ttft", "contradicted"),           # Llama's first token comes sooner, not DeepSeek's
+    ("a000-kv-efficiency", "holds"),         # 28 KiB vs 32 KiB per token
+    ("a001-speed-rk3588-consistency", "contradicted"),  # 512 tokens in 16 s is 32 tok/s, not 62
+    ("a002-speed", "holds"),                 # INT8 generates faster than FP32
+    ("a001-speed-rtx3060", "not comparable"),  # an RTX 3060's number, shown beside an H100's
+    ("a000-math-80", "untestable"),          # accuracy needs real weights and the data set
+])
+def test_verdicts_by_claim(table, claim, verdict):
+    assert table.loc[claim, "verdict"] == verdict, table.loc[claim, "reason"]
