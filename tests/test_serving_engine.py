@@ -27,6 +27,7 @@ from slmstudy.serving import load, tokenizer
 from slmstudy.serving.client import StreamingClient
 from slmstudy.engine.runner import RunResult
 from slmstudy.engine.spec import EngineSpec
+from slmstudy.experiments import serving_bounds as sb
 from slmstudy.results import serving_tables
 from slmstudy.serving import session
 from slmstudy.serving.server import PortInUse, ServerStartError, VllmServer
@@ -45,7 +46,7 @@ ENGINE = EngineOptions(max_model_len=256, gpu_memory_utilization=0.3)
 def make_server(log_path, **engine_overrides) -> VllmServer:
     served = tokenizer.prepare(MODEL, "bf16", "dummy")
     return VllmServer.for_model(served, "bf16", ENGINE.model_copy(update=engine_overrides), seed=0,
-                                log_path=log_path, served_model_name=NAME, start_timeout_s=600)
+                                log_path=log_path, served_model_name=NAME, start_timeout_s=600, log_stats=True)
 
 
 class Shared:
@@ -184,6 +185,23 @@ def test_closed_and_open_loop_sweeps_with_telemetry(server, tmp_path):
     assert (levels["model"] == MODEL).all()
     assert len(levels) == 3 and (levels["telemetry_samples"] > 0).all() and (levels["proc_cpu_pct_mean"] > 0).all()
     assert levels["energy_j"].isna().all()
+    # The server's own account, read at the level's edges with nothing in flight,
+    # holds exactly the level's work: the same tokens and requests the client counted.
+    assert (levels["srv_generation_tokens_delta"] == levels["output_tokens"]).all()
+    assert (levels["srv_requests_finished_delta"] == levels["completed"]).all()
+    assert (levels["srv_prompt_tokens_delta"] == levels["prompt_tokens"]).all()
+    assert (levels["srv_preemptions_delta"] == 0).all()
+    # every output token takes an engine step, and no step decodes more than the users in flight
+    running_max = levels[levels["mode"] == "concurrency"].set_index("level")["srv_running_max"].fillna(0)
+    assert (levels["srv_engine_steps_delta"] >= OUT).all() and (running_max <= running_max.index).all()
+    # steps schedule prompt and output tokens: 4 x (16 + 8) over the level's steps
+    np.testing.assert_allclose(levels["srv_tokens_per_step"] * levels["srv_engine_steps_delta"], 4 * (16 + OUT))
+    assert sb.token_check(levels)["agrees"].all()
+    scrapes = tables["server_metrics"]  # levels of ~0.2 s: a few reads each at 20 Hz
+    assert "load" in set(scrapes["phase"]) and scrapes["srv_running"].max() >= 1
+    assert (scrapes["t"].diff().dropna() > 0).all()  # one clock, in order
+    config = tables["configs"].iloc[0]
+    assert config["srv_scrapes_total"] >= len(scrapes) and config["srv_scraper_cpu_s"] > 0
     trace = tables["telemetry"]
     assert {"warmup", "load"} <= set(trace["phase"]) and set(trace["level"].dropna()) == {1.0, 2.0, 4.0}
     assert list(tables["phases"]["name"]) == ["warmup", "load", "load", "load"]

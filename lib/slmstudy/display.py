@@ -47,3 +47,10 @@ def verdict(text: str) -> Any:
     from IPython.display import Markdown
 
     return Markdown(f"**Verdict:** {text}")
+
+
+def markdown(text: str) -> Any:
+    """Prose the package holds (a rule the analysis applies), shown as written there."""
+    from IPython.display import Markdown
+
+    return Markdown(text)

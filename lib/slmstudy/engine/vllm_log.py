@@ -78,6 +78,9 @@ _WRAPPERS = (
 # vLLM validates its config with pydantic, whose exception line only says
 # "1 validation error for ModelConfig"; the reason is on the indented lines below.
 _PYDANTIC_HEADER = re.compile(r"\d+ validation errors? for \w+$")
+# argparse's refusal of a command line ("vllm: error: unrecognized arguments: --x"):
+# no exception is printed, the process exits with code 2.
+_USAGE_ERROR = re.compile(r"^(?:vllm|[\w.-]+\.py): error: (.+)$")
 _PROCESS_PREFIX = re.compile(r"^\([A-Za-z_]+(?: pid=\d+)?\)\s?")
 
 
@@ -97,6 +100,10 @@ def root_cause(log: str) -> str | None:
         if m:
             candidates.append(f"{m.group(1)}: {m.group(2).strip()}")
     cause = next((t for t in candidates if not is_wrapper(t)), None)
+    if cause is None:
+        usage = next((m for line in log.splitlines() if (m := _USAGE_ERROR.match(line.strip()))), None)
+        if usage:
+            return f"vLLM's command line was refused: {usage.group(1).strip()}"
     if cause and _PYDANTIC_HEADER.search(cause):
         cause = _with_validation_details(cause, log)
     return cause

@@ -50,6 +50,8 @@ class Params(StudyParams):
     open_loop: OpenLoop | None = None
     slo_ttft_s: PositiveFloat = 0.2  # "average latency < 200 ms" (article 000)
     request_timeout_s: PositiveFloat = 600.0
+    # vLLM's /metrics read at the telemetry rate and at each level's edges (off: to measure what reading it costs)
+    server_metrics: bool = True
 
     def precision_fields(self) -> list[tuple[str, str]]:
         return [("precision", self.precision)]
@@ -76,6 +78,7 @@ def load_spec(p: Params) -> LoadSpec:
     return LoadSpec(
         api=p.api, input_tokens=p.input_tokens, output_tokens=p.output_tokens, temperature=p.temperature,
         warmup_requests=p.warmup_requests, slo_ttft_s=p.slo_ttft_s, request_timeout_s=p.request_timeout_s,
+        server_metrics=p.server_metrics,
         closed_loop=LoadLevels(levels=tuple(float(c) for c in p.closed_loop.concurrency),
                                requests_per_level=p.closed_loop.requests_per_level) if p.closed_loop else None,
         open_loop=LoadLevels(levels=tuple(p.open_loop.rates), requests_per_level=p.open_loop.requests_per_level)

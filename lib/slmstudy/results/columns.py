@@ -20,6 +20,7 @@ class Column:
 
 
 R, Q, C, L, B, T, X = "runs", "requests", "configs", "levels", "bench", "timing", "comparison"
+S = "server_metrics"
 A = "analyses"  # columns the notebooks' analyses compute from the tables
 
 COLUMNS: dict[str, Column] = {
@@ -82,6 +83,26 @@ COLUMNS: dict[str, Column] = {
     "e2e_mean_s": Column("end-to-end latency, mean", "s", "request sent to last token", (L,)),
     "slo_met_share": Column("within objective", "share", "requests whose first token came within slo_ttft_s", (L,)),
     "goodput_req_s": Column("goodput", "req/s", "requests per second that met the objective", (L,)),
+    # the server's own account (vLLM's /metrics), per level
+    "srv_running_mean": Column("running (server)", "requests", "vllm:num_requests_running, mean of the reads inside "
+                               "the level", (L, S)),
+    "srv_waiting_mean": Column("waiting (server)", "requests", "vllm:num_requests_waiting, mean of the reads inside "
+                               "the level", (L, S)),
+    "srv_kv_cache_usage_max": Column("KV cache used, max", "share", "vllm:kv_cache_usage_perc (1 = full), largest "
+                                     "read inside the level", (L, S)),
+    "srv_preemptions_delta": Column("preemptions", "", "vllm:num_preemptions rise between the level's edges", (L,)),
+    "srv_generation_tokens_delta": Column("output tokens (server)", "tokens", "vllm:generation_tokens rise between "
+                                          "the level's edges; equals the client's count when both are right", (L,)),
+    "srv_requests_finished_delta": Column("finished (server)", "requests", "vllm:request_success rise between the "
+                                          "level's edges", (L,)),
+    "srv_queue_time_mean_s": Column("queue time (server)", "s", "mean time a request of the level spent WAITING "
+                                    "before the scheduler ran it (vllm:request_queue_time_seconds)", (L,)),
+    "srv_tokens_per_step": Column("tokens per engine step", "tokens", "vllm:iteration_tokens_total: tokens "
+                                  "scheduled per step, mean over the level's steps", (L,)),
+    "srv_step_rate_hz": Column("engine steps/s", "1/s", "engine steps of the level over its duration", (L,)),
+    "srv_prefix_cache_hit_share": Column("prefix cache hits", "share", "cached tokens / tokens looked up", (L,)),
+    "srv_scrape_p50_s": Column("/metrics read time, p50", "s", "how long the server took to answer a read", (L,)),
+    "client_cpu_s": Column("client CPU", "s", "CPU seconds the load generator used during the level", (L,)),
     # timing
     "job": Column("job", "", "a measurement of the plan, or a notebook", (T,)),
     "kind": Column("kind", "", "engine, bench_latency, serve, hardware, overhead_probe, notebook", (T,)),
@@ -115,6 +136,9 @@ COLUMNS: dict[str, Column] = {
     "ci95": Column("95% CI", "", "", (A,)),
     "max load meeting mean TTFT": Column("max load, mean TTFT within objective", "users or req/s", "", (A,)),
     "max load meeting p90 TTFT": Column("max load, p90 TTFT within objective", "users or req/s", "", (A,)),
+    "bound": Column("bound by", "", "what limited a serving level: KV cache, queue, client, arrivals, GPU, host, CPU "
+                    "or unclear (the rule is in 04_serving)", (A,)),
+    "why": Column("because", "", "the numbers the rule read", (A,)),
 }
 
 

@@ -42,7 +42,7 @@ from . import environment
 from .pool import Entry, Pool
 
 TABLES = ("configs", "runs", "requests", "telemetry", "phases", "point_errors", "overhead", "agreement",
-          "bench", "bench_runs", "levels", "timing")
+          "bench", "bench_runs", "levels", "timing", "server_metrics")
 CSV_TABLES = {"configs", "runs", "phases", "point_errors", "overhead", "bench", "bench_runs", "levels", "timing"}
 # Small files of a pool entry copied beside its tables (results a notebook shows).
 COPIED_FILES = ("spec.json", "status.json", "environment.json", "engine.log", "bench.log", "server.log", "probe.log", "bench.json",

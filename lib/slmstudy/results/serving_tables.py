@@ -6,6 +6,7 @@ server's start-up read from its log."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +17,7 @@ import pandas as pd
 from ..engine import journal as journal_mod
 from ..engine.runner import RunResult
 from ..serving.spec import ServeJob
+from ..telemetry.server_metrics import COUNTERS, GAUGES
 from .windows import energy_between, label_by_phases, load_telemetry, window_telemetry
 
 # vLLM's log lines carry "INFO 11-22 21:27:16 [file.py:123]": month-day and time.
@@ -56,9 +58,82 @@ def level_rows(levels: pd.DataFrame, tel: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([levels.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
 
 
+def _ratio(a: float, b: float) -> float:
+    return a / b if b and not (math.isnan(a) or math.isnan(b)) else float("nan")
+
+
+def edge_deltas(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """Per load level, what the server's counters rose by between the reads at the
+    level's edges (``server_metrics`` records, taken with nothing in flight), and
+    the figures derived from them. One row per (mode, level) read at both edges."""
+    edges: dict[tuple[Any, Any], dict[str, dict[str, Any]]] = {}
+    for r in records:
+        if r["type"] == "server_metrics":
+            edges.setdefault((r["mode"], r["level"]), {})[r["edge"]] = r
+    rows = []
+    for (mode, level), e in edges.items():
+        if "start" not in e or "end" not in e:
+            continue  # the level never ended (a crash): nothing to difference
+        a, b = e["start"], e["end"]
+        d = {c: (b[c] - a[c]) if c in a and c in b else float("nan") for c in COUNTERS}
+        rows.append({
+            "mode": mode, "level": level,
+            **{f"{c}_delta": d[c] for c in ("srv_generation_tokens", "srv_prompt_tokens", "srv_requests_finished",
+                                            "srv_preemptions", "srv_engine_steps")},
+            "srv_tokens_per_step": _ratio(d["srv_step_tokens"], d["srv_engine_steps"]),
+            "srv_queue_time_mean_s": _ratio(d["srv_queue_time_s"], d["srv_queued_requests"]),
+            "srv_prefix_cache_hit_share": _ratio(d["srv_prefix_cache_hits"], d["srv_prefix_cache_queries"]),
+            "srv_edge_window_s": b["t"] - a["t"],
+        })
+    return pd.DataFrame(rows)
+
+
+def gauge_window(metrics: pd.DataFrame, t0: float, t1: float) -> dict[str, float]:
+    """Means and maxima of the server's gauges over the scrapes inside [t0, t1]."""
+    if metrics.empty or "t" not in metrics:
+        return {}
+    w = metrics[(metrics["t"] >= t0) & (metrics["t"] <= t1)]
+    if "scrape_error" in w:
+        w = w[w["scrape_error"].isna()]
+    out: dict[str, float] = {"srv_scrapes": float(len(w))}
+    if "scrape_s" in w and len(w):
+        out["srv_scrape_p50_s"] = float(w["scrape_s"].median())
+    for g in GAUGES:
+        if g in w and w[g].notna().any():
+            out[f"{g}_mean"] = float(w[g].mean())
+            out[f"{g}_max"] = float(w[g].max())
+    return out
+
+
+def with_server_view(levels: pd.DataFrame, records: list[dict[str, Any]], metrics: pd.DataFrame) -> pd.DataFrame:
+    """Level rows with the server's own account of each level: counter rises between
+    its edges (and the step rate over the level's duration) and its gauges inside it."""
+    if levels.empty:
+        return levels
+    deltas = edge_deltas(records)
+    out = levels.merge(deltas, on=["mode", "level"], how="left") if not deltas.empty else levels.copy()
+    if "srv_engine_steps_delta" in out:
+        out["srv_step_rate_hz"] = out["srv_engine_steps_delta"] / out["duration_s"]
+    gauges = pd.DataFrame([gauge_window(metrics, r["t0"], r["t1"]) for _, r in out.iterrows()], index=out.index)
+    return pd.concat([out, gauges], axis=1)
+
+
+def load_metrics(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The periodic ``/metrics`` reads, and what the scraper's closing line says it
+    cost (reads made, CPU seconds of its thread); no closing line after a crash."""
+    rows = journal_mod.read(path)
+    end = [r for r in rows if r.get("scraper_end")]
+    samples = pd.DataFrame([r for r in rows if not r.get("scraper_end")])
+    if not samples.empty:
+        samples = samples.sort_values("t").reset_index(drop=True)
+    cost = {"srv_scrapes_total": end[-1]["scrapes"], "srv_scraper_cpu_s": end[-1]["scraper_cpu_s"]} if end else {}
+    return samples, cost
+
+
 def build(out: Path, job: ServeJob, result: RunResult) -> dict[str, pd.DataFrame]:
     records = journal_mod.read(out / "events.jsonl")
     tel = load_telemetry(out / "telemetry.jsonl")
+    metrics, scraper = load_metrics(out / "metrics.jsonl")
     server = json.loads((out / "server.json").read_text()) if (out / "server.json").exists() else {}
     log = (out / "server.log").read_text(errors="replace") if (out / "server.log").exists() else ""
     e = job.engine
@@ -84,11 +159,15 @@ def build(out: Path, job: ServeJob, result: RunResult) -> dict[str, pd.DataFrame
         "failed_levels": json.dumps(failed[["mode", "level", "failure"]].to_dict(orient="records"))
         if len(failed) else "[]",
         **start_landmarks(log, server.get("started_at"), server.get("ready_at")),
+        **scraper,
     }
     tel = label_by_phases(tel, records, ("mode", "level"))
+    metrics = label_by_phases(metrics, records, ("mode", "level"))
+    levels = with_server_view(level_rows(levels, tel), records, metrics)
     return {
         "configs": pd.DataFrame([config]),
-        "levels": level_rows(levels, tel).assign(**label) if not levels.empty else levels,
+        "levels": levels.assign(**label) if not levels.empty else levels,
+        "server_metrics": metrics.assign(**label) if not metrics.empty else metrics,
         "requests": requests.assign(**label) if not requests.empty else requests,
         "telemetry": tel.assign(**label) if not tel.empty else tel,
         "phases": phases.assign(**label) if not phases.empty else phases,

@@ -224,8 +224,13 @@ class SweepResult:
 async def sweep(client: StreamingClient, w: Workload, mode: Mode, levels: Sequence[float], requests_per_level: int,
                 slo: Slo = Slo(), warmup_requests: int = 0, journal: Journal | None = None,
                 labels: dict[str, Any] | None = None, stop_on_failed_level: bool = True,
-                on_record: Callable[[RequestRecord], None] | None = None, first_index: int = 0) -> SweepResult:
+                on_record: Callable[[RequestRecord], None] | None = None, first_index: int = 0,
+                on_edge: Callable[[str, dict[str, Any]], None] | None = None) -> SweepResult:
     """Every level in turn; journal phases (``warmup``, ``load``) line them up with telemetry.
+
+    ``on_edge("start" | "end", labels)`` is called just before each level's clock
+    starts and just after it stops, when no request of the sweep is in flight
+    (e.g. to read the server's counters at the level's edges); it may block.
 
     Request ``i`` of the sweep gets prompt index ``first_index + i``: give later
     sweeps on the same server a ``first_index`` past the earlier ones, so that no
@@ -244,6 +249,8 @@ async def sweep(client: StreamingClient, w: Workload, mode: Mode, levels: Sequen
     completed = True
     for level in levels:
         lab = {**base, "level": level}
+        if on_edge:
+            on_edge("start", lab)
         with _phase(journal, "load", **lab) as extra:
             t_wall = time.time()
             t0 = time.perf_counter()
@@ -255,6 +262,8 @@ async def sweep(client: StreamingClient, w: Workload, mode: Mode, levels: Sequen
             duration = time.perf_counter() - t0
             client_cpu_s = time.process_time() - cpu0
             extra["duration_s"] = duration
+        if on_edge:
+            on_edge("end", lab)
         next_index += requests_per_level
         agg = aggregate(rows, duration, slo)
         # The load generator shares the host with the server: what it cost is part of the record.

@@ -136,13 +136,18 @@ class VllmServer:
 
     @classmethod
     def for_model(cls, served: ServedModel, precision: str, engine: EngineOptions, seed: int, log_path: Path,
-                  **options: Any) -> "VllmServer":
-        """Engine arguments exactly as the offline runs build them (``engine.args``)."""
+                  log_stats: bool = False, **options: Any) -> "VllmServer":
+        """Engine arguments exactly as the offline runs build them (``engine.args``).
+
+        Without ``log_stats``, as in the offline worker, the engine skips its
+        per-step statistics (work a benchmark need not pay for) and ``/metrics``
+        has none of vLLM's series; with it, as ``vllm serve`` runs by default,
+        the scheduler's account is on ``/metrics`` (and every few seconds in the log)."""
         kw = engine_kwargs(served.source, precision, engine, seed)
         if served.tokenizer_path:
             kw["tokenizer"] = served.tokenizer_path
-        # As in the offline worker: periodic stat logging is work the benchmark should not pay for.
-        kw["disable_log_stats"] = True
+        if not log_stats:  # vLLM's flag has no --no- form: leave it out to keep the default
+            kw["disable_log_stats"] = True
         facts = {"weights": served.source.weights, "weights_source": served.source.description,
                  "tokenizer": served.tokenizer}
         return cls(served.source.model, kw, log_path, facts=facts, **options)

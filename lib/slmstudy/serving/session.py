@@ -4,13 +4,16 @@ it with the telemetry sampler beside it, and article 000's own client calls.
 It leaves raw files only, each appended as measured so a crash keeps everything
 before it: ``server.log``, ``server.json`` (what was served, how it started and
 stopped), ``events.jsonl`` (load phases, levels and requests on the wall clock of
-the telemetry trace), ``telemetry.jsonl``, ``client_demo.json``. The results layer
+the telemetry trace, and the server's counters read at each level's edges),
+``telemetry.jsonl``, ``metrics.jsonl`` (the server's ``/metrics`` read at the
+telemetry rate by the sampler's process), ``client_demo.json``. The results layer
 turns them into tables.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ from ..atomic import write_json
 from ..engine import caches
 from ..engine.journal import Journal
 from ..engine.runner import RunResult, clean
+from ..telemetry import server_metrics
 from ..telemetry.sampler import Sampler
 from . import tokenizer
 from .client import StreamingClient
@@ -26,17 +30,32 @@ from .server import ServerStartError, VllmServer
 from .spec import LoadLevels, ServeJob
 from .tokenizer import GENERATED
 
-RAW = ("server.log", "server.json", "events.jsonl", "telemetry.jsonl", "telemetry.stderr", "client_demo.json")
+RAW = ("server.log", "server.json", "events.jsonl", "telemetry.jsonl", "telemetry.stderr", "metrics.jsonl",
+       "client_demo.json")
 
 
 def _sweep(server: VllmServer, journal: Journal, mode: str, levels: LoadLevels, w: Workload, warmup: int,
-           slo: Slo, timeout_s: float, first_index: int, labels: dict[str, Any]) -> bool:
+           slo: Slo, timeout_s: float, first_index: int, labels: dict[str, Any],
+           on_edge: Callable[[str, dict[str, Any]], None] | None) -> bool:
     async def go() -> bool:
         async with StreamingClient(server.base_url, server.served_model_name, timeout_s=timeout_s) as client:
             result = await sweep(client, w, mode, levels.levels, levels.requests_per_level, slo=slo,  # type: ignore[arg-type]
-                                 warmup_requests=warmup, journal=journal, labels=labels, first_index=first_index)
+                                 warmup_requests=warmup, journal=journal, labels=labels, first_index=first_index,
+                                 on_edge=on_edge)
             return result.completed
     return run_sync(go)
+
+
+def _edge_reader(server: VllmServer, journal: Journal) -> Any:
+    """The server's counters read at each level's edges (nothing in flight then), so
+    a level's counter differences hold exactly its own work."""
+    http = server_metrics.client(10.0)
+    url = f"{server.base_url}/metrics"
+
+    def edge(name: str, labels: dict[str, Any]) -> None:
+        journal.write("server_metrics", edge=name, **labels, **server_metrics.scrape_once(http, url))
+
+    return http, edge
 
 
 def client_demo(server: VllmServer) -> dict[str, Any]:
@@ -72,10 +91,13 @@ def measure(server: VllmServer, job: ServeJob, out: Path) -> None:
                  temperature=load.temperature, seed=spec.seed, exact_counts=server.facts.get("tokenizer") == GENERATED)
     slo = Slo(ttft_s=load.slo_ttft_s)
     journal = Journal(out / "events.jsonl")
-    sampler = None
+    sampler = http = edge = None
     try:
         journal.write("server", **server.info())
-        sampler = Sampler.from_options(spec.telemetry, out / "telemetry.jsonl", root_pid=server.pid or 0)
+        if load.server_metrics:
+            http, edge = _edge_reader(server, journal)
+        sampler = Sampler.from_options(spec.telemetry, out / "telemetry.jsonl", root_pid=server.pid or 0,
+                                       metrics_url=f"{server.base_url}/metrics" if load.server_metrics else None)
         journal.write("telemetry", **(sampler.start() if sampler else {"backend": "none",
                                                                          "fallback_reason": "disabled"}))
         labels = {**server.facts, "model": spec.model, "precision": spec.precision}
@@ -84,7 +106,7 @@ def measure(server: VllmServer, job: ServeJob, out: Path) -> None:
                                      ("rate", load.open_loop, 0)):
             if levels is None:
                 continue
-            _sweep(server, journal, mode, levels, w, warmup, slo, load.request_timeout_s, first, labels)
+            _sweep(server, journal, mode, levels, w, warmup, slo, load.request_timeout_s, first, labels, edge)
             first += len(levels.levels) * levels.requests_per_level + warmup
         if load.client_demo:
             try:
@@ -94,6 +116,8 @@ def measure(server: VllmServer, job: ServeJob, out: Path) -> None:
     finally:
         if sampler:
             sampler.stop()
+        if http:
+            http.close()
         journal.close()
 
 
@@ -105,7 +129,8 @@ def run(job: ServeJob, out: Path, cache_root: Path) -> RunResult:
     spec = job.engine
     served = tokenizer.prepare(spec.model, spec.precision, spec.weights, spec.weights_path)
     server = VllmServer.for_model(served, spec.precision, spec.engine, spec.seed, out / "server.log",
-                                  start_timeout_s=spec.engine.start_timeout_s, env=caches.env(cache_root))
+                                  log_stats=job.load.server_metrics, start_timeout_s=spec.engine.start_timeout_s,
+                                  env=caches.env(cache_root))
     cache_state = caches.prepare(cache_root, cold=False)
     started = time.time()
     error = cause = None

@@ -28,6 +28,9 @@ class LoadSpec(Frozen):
     # Article 000's own client calls (the openai package), made against the
     # measured server after its load and recorded for the notebook to show.
     client_demo: bool = True
+    # vLLM's /metrics read at the telemetry rate and at each level's edges: the
+    # scheduler's view (running, waiting, KV cache, preemptions, engine steps).
+    server_metrics: bool = True
 
 
 class ServeJob(Frozen):

@@ -64,7 +64,8 @@ class WithHost:
         self.gpu.close()
 
 
-def _run(out: Path, interval_s: float, gpu_index: int, root_pid: int) -> int:
+def _run(out: Path, interval_s: float, gpu_index: int, root_pid: int, metrics_url: str | None = None,
+         metrics_out: Path | None = None) -> int:
     stop = False
 
     def _stop(*_: Any) -> None:
@@ -75,6 +76,12 @@ def _run(out: Path, interval_s: float, gpu_index: int, root_pid: int) -> int:
     signal.signal(signal.SIGINT, _stop)
     parent = os.getppid()
     reader, backend, fallback_reason = _open_reader(gpu_index, root_pid)
+    scraper = None
+    if metrics_url and metrics_out:
+        from .server_metrics import Scraper
+
+        scraper = Scraper(metrics_url, metrics_out, interval_s)
+        scraper.start()
     track = {root_pid}
     tree_refresh = 0.0
     with open(out, "a", buffering=1 << 16) as fh:
@@ -111,6 +118,8 @@ def _run(out: Path, interval_s: float, gpu_index: int, root_pid: int) -> int:
                 time.sleep(delay)
             else:
                 next_tick = time.monotonic()  # fell behind: do not burst to catch up
+    if scraper:
+        scraper.stop()
     reader.close()
     return 0
 
@@ -121,16 +130,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--interval-ms", type=float, default=float(DEFAULT_INTERVAL_MS))
     ap.add_argument("--gpu-index", type=int, default=0)
     ap.add_argument("--root-pid", type=int, default=None)
+    ap.add_argument("--metrics-url", default=None, help="also read this Prometheus page each interval")
+    ap.add_argument("--metrics-out", type=Path, default=None)
     a = ap.parse_args(argv)
-    return _run(a.out, a.interval_ms / 1000, a.gpu_index, a.root_pid or os.getppid())
+    return _run(a.out, a.interval_ms / 1000, a.gpu_index, a.root_pid or os.getppid(), a.metrics_url, a.metrics_out)
 
 
 class Sampler:
     """Starts and stops the sampling process; never raises into the measured work."""
 
     def __init__(self, out: Path, interval_ms: float = DEFAULT_INTERVAL_MS, gpu_index: int = 0,
-                 root_pid: int | None = None):
+                 root_pid: int | None = None, metrics_url: str | None = None):
         self.out = Path(out)
+        # A server's /metrics page, read in the sampler's process into metrics.jsonl beside the trace.
+        self.metrics_url = metrics_url
         self.interval_ms = interval_ms
         self.gpu_index = gpu_index
         self.root_pid = root_pid or os.getpid()
@@ -139,11 +152,16 @@ class Sampler:
         self.error: str | None = None
 
     @classmethod
-    def from_options(cls, options: TelemetryOptions, out: Path, root_pid: int) -> "Sampler | None":
+    def from_options(cls, options: TelemetryOptions, out: Path, root_pid: int,
+                     metrics_url: str | None = None) -> "Sampler | None":
         """A sampler as a job's telemetry options ask for; None when disabled."""
         if not options.enabled:
             return None
-        return cls(out, options.interval_ms, options.gpu_index, root_pid=root_pid)
+        return cls(out, options.interval_ms, options.gpu_index, root_pid=root_pid, metrics_url=metrics_url)
+
+    @property
+    def metrics_out(self) -> Path:
+        return self.out.parent / "metrics.jsonl"
 
     def start(self, timeout_s: float = 30.0) -> dict[str, Any]:
         cmd = [
@@ -151,6 +169,8 @@ class Sampler:
             "--out", str(self.out), "--interval-ms", str(self.interval_ms),
             "--gpu-index", str(self.gpu_index), "--root-pid", str(self.root_pid),
         ]
+        if self.metrics_url:
+            cmd += ["--metrics-url", self.metrics_url, "--metrics-out", str(self.metrics_out)]
         try:
             # stderr to a file: a pipe nobody reads could fill up and block the sampler.
             self._err = self.out.with_suffix(".stderr")
