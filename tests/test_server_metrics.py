@@ -105,10 +105,10 @@ def _edge(edge, mode, level, t, **values):
 def test_edge_deltas_and_the_level_view():
     start = dict(srv_generation_tokens=100, srv_prompt_tokens=50, srv_requests_finished=4, srv_preemptions=0,
                  srv_engine_steps=200, srv_step_tokens=300, srv_queue_time_s=1.0, srv_queued_requests=4,
-                 srv_prefix_cache_queries=50, srv_prefix_cache_hits=0)
+                 srv_prefix_cache_queries=50, srv_prefix_cache_hits=0, srv_inference_time_s=3.0)
     end = dict(srv_generation_tokens=612, srv_prompt_tokens=178, srv_requests_finished=8, srv_preemptions=1,
                srv_engine_steps=330, srv_step_tokens=940, srv_queue_time_s=1.2, srv_queued_requests=8,
-               srv_prefix_cache_queries=178, srv_prefix_cache_hits=32)
+               srv_prefix_cache_queries=178, srv_prefix_cache_hits=32, srv_inference_time_s=9.0)
     records = [_edge("start", "concurrency", 4.0, 10.0, **start), _edge("end", "concurrency", 4.0, 12.5, **end),
                _edge("start", "rate", 2.0, 13.0, **end)]  # a level that never ended: no row
     d = serving_tables.edge_deltas(records).iloc[0]
@@ -126,15 +126,18 @@ def test_edge_deltas_and_the_level_view():
     levels = pd.DataFrame([{"mode": "concurrency", "level": 4.0, "t0": 10.2, "t1": 12.2, "duration_s": 2.0}])
     row = serving_tables.with_server_view(levels, records, metrics).iloc[0]
     assert row["srv_step_rate_hz"] == 65.0  # 130 steps in 2 s
+    assert row["engine_running_avg"] == pytest.approx(3.0)  # 6 request-seconds RUNNING in 2 s
+    assert row["engine_waiting_avg"] == pytest.approx(0.1)  # 0.2 request-seconds WAITING in 2 s
     assert row["srv_scrapes"] == 4 and row["srv_scrape_p50_s"] == pytest.approx(0.025)  # the read at 13.0 is outside
     assert row["srv_running_mean"] == 3.0 and row["srv_running_max"] == 4
     assert row["srv_waiting_mean"] == 0.25 and row["srv_kv_cache_usage_max"] == 0.3
 
 
 def _row(**kw):
-    base = dict(srv_preemptions_delta=0, srv_kv_cache_usage_max=0.2, srv_waiting_mean=0.0,
+    base = dict(srv_preemptions_delta=0, srv_kv_cache_usage_max=0.2, engine_waiting_avg=0.0,
                 srv_queue_time_mean_s=0.001, ttft_mean_s=0.05, client_cpu_s=1.0, duration_s=10.0,
-                srv_running_mean=8.0, util_gpu_pct_mean=95.0, proc_cpu_pct_mean=60.0, cpu_pct_mean=30.0)
+                client_in_flight_avg=8.0, engine_running_avg=7.5, util_gpu_pct_mean=95.0, proc_cpu_pct_mean=60.0,
+                cpu_pct_mean=30.0)
     return {**base, **kw}
 
 
@@ -143,17 +146,21 @@ def _row(**kw):
     ({"srv_preemptions_delta": 2}, "KV cache"),
     ({"srv_kv_cache_usage_max": 0.93}, "KV cache"),
     # waiting but a short queue (a request waits for the running step): not queue-bound
-    ({"srv_waiting_mean": 3.0, "srv_queue_time_mean_s": 0.02}, "GPU"),
-    ({"srv_waiting_mean": 3.0, "srv_queue_time_mean_s": 0.03}, "queue"),  # 30 of 50 ms queued
-    ({"srv_waiting_mean": 0.5, "srv_queue_time_mean_s": 0.04}, "GPU"),  # queued long, but rarely anyone waiting
+    ({"engine_waiting_avg": 3.0, "srv_queue_time_mean_s": 0.02}, "GPU"),
+    ({"engine_waiting_avg": 3.0, "srv_queue_time_mean_s": 0.03}, "queue"),  # 30 of 50 ms queued
+    ({"engine_waiting_avg": 0.5, "srv_queue_time_mean_s": 0.04}, "GPU"),  # queued long, but rarely anyone waiting
     ({"client_cpu_s": 9.5}, "client"),  # 0.95 CPU-s per second
-    ({"srv_running_mean": 0.6}, "arrivals"),
+    ({"client_in_flight_avg": 0.6, "engine_running_avg": 0.5}, "arrivals"),
+    # 8 outstanding, 3.9 of them in the engine: the front end held the rest
+    ({"engine_running_avg": 3.9}, "front end"),
+    ({"engine_running_avg": 3.0, "engine_waiting_avg": 1.0}, "GPU"),  # 4 of 8 in the engine: not below half
     ({"util_gpu_pct_mean": 70.0, "proc_cpu_pct_mean": 99.0}, "host"),
     ({"util_gpu_pct_mean": 70.0}, "unclear"),
     ({"util_gpu_pct_mean": float("nan"), "cpu_pct_mean": 97.0}, "CPU"),
     ({"util_gpu_pct_mean": float("nan")}, "unclear"),
     # a run without server metrics is still judged by the later steps
-    ({"srv_preemptions_delta": None, "srv_kv_cache_usage_max": None, "srv_running_mean": None}, "GPU"),
+    ({"srv_preemptions_delta": None, "srv_kv_cache_usage_max": None, "engine_running_avg": None,
+      "engine_waiting_avg": None}, "GPU"),
 ])
 def test_the_rule_first_match_wins(changes, bound):
     got, why = sb.level_bound(_row(**changes))
@@ -161,7 +168,7 @@ def test_the_rule_first_match_wins(changes, bound):
 
 
 def test_bound_reasons_quote_the_numbers():
-    assert sb.level_bound(_row(srv_waiting_mean=3.0, srv_queue_time_mean_s=0.03))[1] == \
+    assert sb.level_bound(_row(engine_waiting_avg=3.0, srv_queue_time_mean_s=0.03))[1] == \
         "3.0 requests waiting on average; 30 of 50 ms to first token spent queued"
     assert sb.level_bound(_row(util_gpu_pct_mean=70.0, proc_cpu_pct_mean=99.0))[1] == \
         "utilization.gpu 70% while the server's processes used 99% of a core"

@@ -197,6 +197,11 @@ def test_closed_and_open_loop_sweeps_with_telemetry(server, tmp_path):
     # steps schedule prompt and output tokens: 4 x (16 + 8) over the level's steps
     np.testing.assert_allclose(levels["srv_tokens_per_step"] * levels["srv_engine_steps_delta"], 4 * (16 + OUT))
     assert sb.token_check(levels)["agrees"].all()
+    # Little's law on two clocks: a request is in the engine only while the client has it out,
+    # and a closed loop of C users never has more than C out
+    in_engine = levels["engine_running_avg"] + levels["engine_waiting_avg"]
+    assert (in_engine > 0).all() and (in_engine <= levels["client_in_flight_avg"]).all()
+    assert (closed["client_in_flight_avg"] <= closed.index + 1e-9).all()
     scrapes = tables["server_metrics"]  # levels of ~0.2 s: a few reads each at 20 Hz
     assert "load" in set(scrapes["phase"]) and scrapes["srv_running"].max() >= 1
     assert (scrapes["t"].diff().dropna() > 0).all()  # one clock, in order

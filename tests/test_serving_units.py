@@ -128,6 +128,7 @@ def _rec(i, ttft, itl, out=4, error=None, prompt=16, expected=16):
         return r.row()
     r.ttft_s, r.itl_s = ttft, list(itl)
     r.e2e_s = ttft + sum(itl)
+    r.total_s = r.e2e_s + 0.005  # the final usage chunk after the last token
     r.output_tokens, r.chunk_tokens, r.prompt_tokens = out, [1] * out, prompt
     return r.row()
 
@@ -158,6 +159,9 @@ def test_aggregate_percentiles_goodput_and_errors():
     assert agg["slo_met"] == 2 and agg["slo_met_share"] == 0.5
     assert agg["goodput_req_s"] == pytest.approx(1.0)
     assert agg["prompt_token_mismatches"] == 0 and agg["short_outputs"] == 0
+    # outstanding on average (Little): (0.165 + 0.185 + 0.455) request-seconds over 2 s; the failed
+    # request never recorded how long it was out, so it adds nothing
+    assert agg["client_in_flight_avg"] == pytest.approx(0.805 / 2.0)
 
 
 def test_aggregate_other_objectives_and_mismatches():

@@ -4,9 +4,9 @@ device/host trace.
 
 A level's latency can grow for different reasons that call for different fixes:
 requests wait for a scheduler slot (more ``max_num_seqs``), for KV-cache memory
-(a smaller context, a larger GPU), for the device (a faster GPU, lower
-precision), for the host's Python (a faster CPU, fewer processes per core), or
-the load generator itself sets the pace (a result about the harness, not the
+(a smaller context, a larger GPU), for the HTTP front end (more API server
+processes), for the device (a faster GPU, lower precision), for the engine's
+Python (a faster CPU), or the load generator itself sets the pace (a result about the harness, not the
 server). ``level_bound`` applies one written rule to a level's row; ``RULE`` is
 the same rule in words for the notebook.
 """
@@ -31,7 +31,8 @@ class Thresholds:
     queue_share: float = 0.5  # queue time / mean TTFT
     queue_waiting: float = 1.0  # mean requests waiting
     client_busy: float = 0.9  # load generator CPU-seconds per second
-    running_min: float = 0.9  # mean requests running below this: the server idled
+    offered_min: float = 0.9  # mean requests the client had outstanding
+    engine_share: float = 0.5  # (running + waiting in the engine) / outstanding at the client
     gpu_busy_pct: float = 90.0  # utilization.gpu
     host_busy_pct: float = 90.0  # the server's process tree, % of one core
     cpu_busy_pct: float = 90.0  # the machine's CPUs (the CPU engine)
@@ -39,16 +40,21 @@ class Thresholds:
 
 TH = Thresholds()
 
-RULE = f"""First match wins, per load level:
+RULE = f"""Mean counts below are time averages over the level by Little's law (the time all its requests spent in a
+state, divided by the level's duration): exact however short the level, unlike a few reads of a gauge.
+First match wins, per load level:
 
 1. **KV cache**: any preemption, or the KV cache at least {TH.kv_full:.0%} full at some read: requests waited for memory.
-2. **queue**: on average at least {TH.queue_waiting:g} request waiting, and requests spent at least
-   {TH.queue_share:.0%} of their mean time to first token in the scheduler's queue: they waited for a slot.
+2. **queue**: on average at least {TH.queue_waiting:g} request waiting in the engine, and requests spent at least
+   {TH.queue_share:.0%} of their mean time to first token queued: they waited for a scheduler slot.
 3. **client**: the load generator used at least {TH.client_busy:g} CPU-seconds per second: a saturated client set
    the pace, and the level says more about the harness than about the server.
-4. **arrivals**: fewer than {TH.running_min:g} requests running on average: the server had nothing to do part of the
-   time; the offered load, not the server, set the pace.
-5. On a GPU: **GPU** when `utilization.gpu` averaged at least {TH.gpu_busy_pct:g}% (a kernel ran nearly all the
+4. **arrivals**: the client had fewer than {TH.offered_min:g} requests outstanding on average: the offered load, not
+   the server, set the pace.
+5. **front end**: requests running or waiting in the engine were fewer than {TH.engine_share:.0%} of those outstanding
+   at the client: most of a request's time in the server went to its HTTP front end (chat template, tokenising,
+   detokenising, streaming), not to the engine.
+6. On a GPU: **GPU** when `utilization.gpu` averaged at least {TH.gpu_busy_pct:g}% (a kernel ran nearly all the
    time); otherwise **host** when the server's processes used at least {TH.host_busy_pct:g}% of a core (the GPU
    waited for Python); otherwise **unclear**. On the CPU engine there is no device apart from the host: **CPU** when
    the machine's cores were at least {TH.cpu_busy_pct:g}% busy, otherwise **unclear**.
@@ -74,16 +80,19 @@ def level_bound(row: Mapping[str, Any], th: Thresholds = TH) -> tuple[str, str]:
     preempt, kv = n("srv_preemptions_delta"), n("srv_kv_cache_usage_max")
     if preempt > 0 or kv >= th.kv_full:
         return "KV cache", f"{preempt:g} preemptions, KV cache up to {kv:.0%} full"
-    waiting, queue, ttft = n("srv_waiting_mean"), n("srv_queue_time_mean_s"), n("ttft_mean_s")
+    waiting, queue, ttft = n("engine_waiting_avg"), n("srv_queue_time_mean_s"), n("ttft_mean_s")
     if waiting >= th.queue_waiting and queue >= th.queue_share * ttft:
         return "queue", (f"{waiting:.1f} requests waiting on average; {1000 * queue:.0f} of "
                          f"{1000 * ttft:.0f} ms to first token spent queued")
     client = n("client_cpu_s") / n("duration_s")
     if client >= th.client_busy:
         return "client", f"the load generator used {client:.2f} CPU-s per second"
-    running = n("srv_running_mean")
-    if running < th.running_min:
-        return "arrivals", f"{running:.2f} requests running on average"
+    offered, in_engine = n("client_in_flight_avg"), n("engine_running_avg") + n("engine_waiting_avg")
+    if offered < th.offered_min:
+        return "arrivals", f"{offered:.2f} requests outstanding at the client on average"
+    if in_engine < th.engine_share * offered:
+        return "front end", (f"{offered:.2f} requests outstanding at the client, {in_engine:.2f} of them in the "
+                             "engine on average")
     gpu, host, cpu = n("util_gpu_pct_mean"), n("proc_cpu_pct_mean"), n("cpu_pct_mean")
     if not math.isnan(gpu):  # a GPU trace
         if gpu >= th.gpu_busy_pct:
@@ -104,8 +113,9 @@ def bounds(levels: pd.DataFrame, th: Thresholds = TH) -> pd.DataFrame:
     out = levels[["model", "mode", "level"]].copy()
     out["bound"] = [v[0] for v in verdicts]
     out["why"] = [v[1] for v in verdicts]
-    keep = [c for c in ("srv_running_mean", "srv_waiting_mean", "srv_queue_time_mean_s", "ttft_mean_s",
-                        "srv_kv_cache_usage_max", "srv_tokens_per_step", "srv_step_rate_hz") if c in levels]
+    keep = [c for c in ("client_in_flight_avg", "engine_running_avg", "engine_waiting_avg", "srv_queue_time_mean_s",
+                        "ttft_mean_s", "srv_kv_cache_usage_max", "srv_tokens_per_step", "srv_step_rate_hz")
+            if c in levels]
     return pd.concat([out, levels[keep]], axis=1)
 
 

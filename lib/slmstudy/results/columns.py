@@ -84,6 +84,13 @@ COLUMNS: dict[str, Column] = {
     "slo_met_share": Column("within objective", "share", "requests whose first token came within slo_ttft_s", (L,)),
     "goodput_req_s": Column("goodput", "req/s", "requests per second that met the objective", (L,)),
     # the server's own account (vLLM's /metrics), per level
+    "client_in_flight_avg": Column("outstanding (client)", "requests", "requests the client had sent and not yet "
+                                   "seen end, time average over the level (Little's law)", (L,)),
+    "engine_running_avg": Column("running (engine)", "requests", "time requests spent RUNNING in the engine over the "
+                                 "level's duration (vllm:request_inference_time_seconds): the mean number running",
+                                 (L,)),
+    "engine_waiting_avg": Column("waiting (engine)", "requests", "time requests spent WAITING over the level's "
+                                 "duration (vllm:request_queue_time_seconds): the mean number queued", (L,)),
     "srv_running_mean": Column("running (server)", "requests", "vllm:num_requests_running, mean of the reads inside "
                                "the level", (L, S)),
     "srv_waiting_mean": Column("waiting (server)", "requests", "vllm:num_requests_waiting, mean of the reads inside "

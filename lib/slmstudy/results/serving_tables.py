@@ -79,7 +79,8 @@ def edge_deltas(records: list[dict[str, Any]]) -> pd.DataFrame:
         rows.append({
             "mode": mode, "level": level,
             **{f"{c}_delta": d[c] for c in ("srv_generation_tokens", "srv_prompt_tokens", "srv_requests_finished",
-                                            "srv_preemptions", "srv_engine_steps")},
+                                            "srv_preemptions", "srv_engine_steps", "srv_queue_time_s",
+                                            "srv_inference_time_s")},
             "srv_tokens_per_step": _ratio(d["srv_step_tokens"], d["srv_engine_steps"]),
             "srv_queue_time_mean_s": _ratio(d["srv_queue_time_s"], d["srv_queued_requests"]),
             "srv_prefix_cache_hit_share": _ratio(d["srv_prefix_cache_hits"], d["srv_prefix_cache_queries"]),
@@ -107,13 +108,19 @@ def gauge_window(metrics: pd.DataFrame, t0: float, t1: float) -> dict[str, float
 
 def with_server_view(levels: pd.DataFrame, records: list[dict[str, Any]], metrics: pd.DataFrame) -> pd.DataFrame:
     """Level rows with the server's own account of each level: counter rises between
-    its edges (and the step rate over the level's duration) and its gauges inside it."""
+    its edges (and the step rate and mean requests running and waiting over the
+    level's duration) and its gauges inside it."""
     if levels.empty:
         return levels
     deltas = edge_deltas(records)
     out = levels.merge(deltas, on=["mode", "level"], how="left") if not deltas.empty else levels.copy()
     if "srv_engine_steps_delta" in out:
         out["srv_step_rate_hz"] = out["srv_engine_steps_delta"] / out["duration_s"]
+        # Little's law: every request of a level starts and ends inside it, so the
+        # time its requests spent RUNNING (WAITING) over the level's duration is
+        # the mean number running (waiting), exact however short the level.
+        out["engine_running_avg"] = out["srv_inference_time_s_delta"] / out["duration_s"]
+        out["engine_waiting_avg"] = out["srv_queue_time_s_delta"] / out["duration_s"]
     gauges = pd.DataFrame([gauge_window(metrics, r["t0"], r["t1"]) for _, r in out.iterrows()], index=out.index)
     return pd.concat([out, gauges], axis=1)
 

@@ -179,6 +179,8 @@ def aggregate(rows: list[dict[str, Any]], duration_s: float, slo: Slo = Slo()) -
         "failure": errors.most_common(1)[0][0] if failed else None,
         "error_counts": json.dumps(dict(sorted(errors.items()))),
         "duration_s": duration_s,
+        # Little's law: the mean number of requests the client had outstanding
+        "client_in_flight_avg": sum(r["total_s"] for r in rows if math.isfinite(r["total_s"])) / dur,
         "req_s": len(ok) / dur,
         "output_tok_s": out_tokens / dur,
         "output_tokens": out_tokens,

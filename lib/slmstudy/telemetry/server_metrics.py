@@ -37,6 +37,7 @@ SERIES: dict[str, tuple[str, ...]] = {
     "srv_engine_steps": ("vllm:iteration_tokens_total_count",),  # one observation per engine step
     "srv_step_tokens": ("vllm:iteration_tokens_total_sum",),  # tokens scheduled over those steps
     "srv_queue_time_s": ("vllm:request_queue_time_seconds_sum",),  # time requests spent WAITING
+    "srv_inference_time_s": ("vllm:request_inference_time_seconds_sum",),  # ... and RUNNING
     "srv_queued_requests": ("vllm:request_queue_time_seconds_count",),
 }
 # Gauges: a state at the scrape. The rest are counters: only differences mean anything.
