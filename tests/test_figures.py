@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from slmstudy import figures, paths
-from slmstudy.experiments import batch_scaling, claims_report, model_vs_model, precision, registry, serving
+from slmstudy.experiments import (batch_scaling, claims_report, model_vs_model, precision, registry, serving,
+                                  serving_bounds)
 from slmstudy.experiments.base import Study
 from slmstudy.params import Resolved
 
@@ -44,12 +45,21 @@ def _overlaps(fig) -> list[str]:
     return out
 
 
+def timeline_closed_loop(study):
+    return serving_bounds.figure_timelines(study, "concurrency")
+
+
+def timeline_poisson(study):
+    return serving_bounds.figure_timelines(study, "rate")
+
+
 CASES = {
     "01_model_vs_model": [model_vs_model.speed_figure, figures.memory_picture, figures.utilization_traces],
     "02_precision": [precision.figure, figures.utilization_traces, figures.memory_picture],
     "03_batch_scaling": [batch_scaling.scaling_figure, batch_scaling.roofline_figure, figures.utilization_traces,
                          figures.memory_picture],
-    "04_serving": [serving.figure_latency_throughput, serving.figure_distributions, figures.utilization_traces],
+    "04_serving": [serving.figure_latency_throughput, serving.figure_distributions, figures.utilization_traces,
+                   timeline_closed_loop, timeline_poisson],
 }
 
 

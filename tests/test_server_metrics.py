@@ -197,3 +197,13 @@ def test_metrics_file_after_a_crash_has_no_closing_line(tmp_path):
     p.write_text(json.dumps({"t": 1.0, "scrape_s": 0.01, "srv_running": 1}) + "\n{\"t\": 2.0, \"scr")
     samples, cost = serving_tables.load_metrics(p)
     assert len(samples) == 1 and cost == {}
+
+
+def test_read_bias_weighs_levels_by_their_reads():
+    levels = pd.DataFrame({"model": ["m", "m"], "mode": ["concurrency"] * 2, "level": [1.0, 4.0],
+                           "srv_scrapes": [2, 6], "srv_running_mean": [0.0, 2.0], "engine_running_avg": [0.8, 3.0]})
+    bias = sb.read_bias(levels)
+    assert list(bias["reads - average"]) == pytest.approx([-0.8, -1.0])
+    # weighted by reads: (0 x 2 + 2 x 6) / 8 = 1.5 against (0.8 x 2 + 3 x 6) / 8 = 2.45
+    assert sb.read_bias_verdict(bias) == ("over 8 reads in 2 levels the running gauge read 1.50 requests on average "
+                                          "where the counters say 2.45; the largest gap is -1.00 (m, concurrency 4)")

@@ -149,6 +149,36 @@ def token_verdict(check: pd.DataFrame) -> str:
             f"{first['srv_requests_finished_delta']:.0f}")
 
 
+def read_bias(levels: pd.DataFrame) -> pd.DataFrame:
+    """Per level, the running gauge as the periodic reads saw it against the exact
+    time average from the counters. Reads go through the server's own front end
+    and need a free core: on a saturated host they can land mostly in the
+    engine's pauses, and then the gauge pictures (not the verdicts, which use the
+    counters) understate the load."""
+    need = {"srv_running_mean", "engine_running_avg", "srv_scrapes"}
+    if levels.empty or not need <= set(levels):
+        return pd.DataFrame(columns=["model", "mode", "level", "reads", "running, reads", "running, average"])
+    out = levels[["model", "mode", "level"]].copy()
+    out["reads"] = levels["srv_scrapes"]
+    out["running, reads"] = levels["srv_running_mean"]
+    out["running, average"] = levels["engine_running_avg"]
+    out["reads - average"] = out["running, reads"] - out["running, average"]
+    return out
+
+
+def read_bias_verdict(bias: pd.DataFrame) -> str:
+    b = bias.dropna(subset=["reads - average"]) if not bias.empty else bias
+    if b.empty:
+        return "no level had both gauge reads and counters"
+    w = b["reads"].clip(lower=1)
+    mean_reads = float((b["running, reads"] * w).sum() / w.sum())
+    mean_avg = float((b["running, average"] * w).sum() / w.sum())
+    worst = b.loc[b["reads - average"].abs().idxmax()]
+    return (f"over {int(b['reads'].sum())} reads in {len(b)} levels the running gauge read {mean_reads:.2f} requests on "
+            f"average where the counters say {mean_avg:.2f}; the largest gap is {worst['reads - average']:+.2f} "
+            f"({worst['model']}, {worst['mode']} {worst['level']:g})")
+
+
 def in_flight(requests: pd.DataFrame, grid: np.ndarray) -> np.ndarray:
     """Requests the client had sent and not yet seen end, at each time of ``grid``
     (wall clock): a request counts on [t_send, t_end)."""
@@ -185,9 +215,8 @@ def figure_timelines(study: Study[Any], mode: str = "concurrency") -> Any:
             lv = levels[(levels["model"] == model) & (levels["level"] == value)]
             if lv.empty:
                 continue
-            t0, t1 = float(lv["t0"].iloc[0]), float(lv["t1"].iloc[0])
-            _timeline(axes[:, j], t0, t1, _rows(metrics, model, mode, value), _rows(requests, model, mode, value),
-                      _rows(tel, model, mode, value), handles)
+            _timeline(axes[:, j], lv.iloc[0], _rows(metrics, model, mode, value),
+                      _rows(requests, model, mode, value), _rows(tel, model, mode, value), handles)
             axes[0, j].set_title(f"{value:g} {'users' if mode == 'concurrency' else 'req/s'}", fontsize=9)
             axes[-1, j].set_xlabel("s into the level", fontsize=8)
         for ax, label in zip(axes[:, 0], ("requests", "KV cache used", "busy (%)")):
@@ -196,8 +225,9 @@ def figure_timelines(study: Study[Any], mode: str = "concurrency") -> Any:
     figures.legend_outside(fig, list(handles.values()), list(handles))
     title = "closed loop" if mode == "concurrency" else "Poisson arrivals"
     return figures.finish(fig, study, f"serving_timeline_{mode}",
-                          study.caption(study.params.precision, extra=f"{title}; server metrics every "
-                                        f"{study.params.telemetry.interval_ms} ms"))
+                          study.caption(study.params.precision, extra=f"{title}; server read every "
+                                        f"{study.params.telemetry.interval_ms} ms; dashed: the level's time averages "
+                                        "from the server's counters"))
 
 
 def _rows(df: pd.DataFrame, model: str, mode: str, level: float) -> pd.DataFrame:
@@ -206,26 +236,40 @@ def _rows(df: pd.DataFrame, model: str, mode: str, level: float) -> pd.DataFrame
     return df[(df["model"] == model) & (df["mode"] == mode) & (df["level"] == level)]
 
 
-def _timeline(axes: Any, t0: float, t1: float, metrics: pd.DataFrame, requests: pd.DataFrame, tel: pd.DataFrame,
+def _timeline(axes: Any, level: pd.Series, metrics: pd.DataFrame, requests: pd.DataFrame, tel: pd.DataFrame,
               handles: dict[str, Any]) -> None:
     top, kv, busy = axes
-    grid = np.linspace(t0, t1, 200)
+    t0, t1 = float(level["t0"]), float(level["t1"])
+    grid = np.linspace(t0, t1, 400)
+    # A short level (the CPU profile's) holds only a few reads: show each read as a point.
+    dots = "o" if len(metrics) < 20 else None
     if not requests.empty and {"t_send", "t_end"} <= set(requests):
-        handles["in flight (client)"] = top.step(grid - t0, in_flight(requests, grid), where="post",
-                                                 color="black", lw=1.0)[0]
-    for col, label, colour in (("srv_running", "running (server)", "tab:blue"),
-                               ("srv_waiting", "waiting (server)", "tab:red")):
+        handles["outstanding (client)"] = top.step(grid - t0, in_flight(requests, grid), where="post",
+                                                   color="black", lw=1.0)[0]
+    for col, label, colour in (("srv_running", "running (server reads)", "tab:blue"),
+                               ("srv_waiting", "waiting (server reads)", "tab:red")):
         if col in metrics and metrics[col].notna().any():
-            handles[label] = top.step(metrics["t"] - t0, metrics[col], where="post", color=colour, lw=1.0)[0]
+            handles[label] = top.step(metrics["t"] - t0, metrics[col], where="post", color=colour, lw=1.0,
+                                      marker=dots, ms=3)[0]
+    # the level's exact time averages (Little's law), whatever the reads caught
+    for col, label, colour in (("client_in_flight_avg", "outstanding, average", "black"),
+                               ("engine_running_avg", "running in the engine, average", "tab:blue")):
+        value = level.get(col)
+        if value is not None and value == value:
+            handles[label] = top.axhline(value, color=colour, ls="--", lw=0.9)
+    top.set_ylim(bottom=0)
     if "srv_kv_cache_usage" in metrics and metrics["srv_kv_cache_usage"].notna().any():
-        handles["KV cache used"] = kv.plot(metrics["t"] - t0, metrics["srv_kv_cache_usage"], color="tab:green")[0]
+        handles["KV cache used"] = kv.plot(metrics["t"] - t0, metrics["srv_kv_cache_usage"], color="tab:green",
+                                           marker=dots, ms=3)[0]
     kv.set_ylim(0, 1.05)
     gpu = "util_gpu_pct" in tel and tel["util_gpu_pct"].notna().any()
     series = ((("util_gpu_pct", "utilization.gpu"), ("gpm_sm_active_pct", "SM activity")) if gpu else
               (("cpu_pct", "machine CPU"),)) + (("proc_cpu_pct", "server processes (% of a core)"),)
     for (col, label), colour in zip(series, ("tab:purple", "tab:orange", "tab:gray")):
         if col in tel and tel[col].notna().any():
-            handles[label] = busy.plot(tel["t"] - t0, tel[col], color=colour, lw=1.0)[0]
+            handles[label] = busy.plot(tel["t"] - t0, tel[col], color=colour, lw=1.0,
+                                       marker="o" if len(tel) < 20 else None, ms=3)[0]
+    busy.set_ylim(bottom=0)
     for ax in axes:
         ax.set_xlim(0, max(t1 - t0, 1e-3))
         ax.tick_params(labelsize=7)
