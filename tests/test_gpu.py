@@ -86,3 +86,16 @@ def test_gpu_runs_have_true_utilisation_and_energy(engines):
     assert (b1["telemetry_samples"] >= 15).all(), b1["telemetry_samples"].tolist()  # >= 0.75 s at 20 Hz
     # utilization.gpu counts any kernel running; at batch 1 most SMs idle meanwhile
     assert (b1["util_gpu_pct_mean"] > b1["gpm_sm_active_pct_mean"]).all()
+
+
+def test_gpu_energy_has_an_idle_baseline_and_its_checks(engines):
+    study, _ = engines
+    cfg = study.table("configs")
+    # an H100 idles at roughly 60-120 W; the window was measured before the engine started
+    assert cfg["idle_power_w"].between(20, 200).all(), cfg["idle_power_w"].tolist()
+    assert (cfg["idle_state"] == "before the engine started").all()
+    assert cfg["energy_counter_period_s"].between(0.001, 1.0).all()
+    runs = study.table("runs")
+    # work draws more than idle, so above-idle energy is positive and below the total
+    assert ((runs["energy_above_idle_j"] > 0) & (runs["energy_above_idle_j"] < runs["energy_j"])).all()
+    assert runs["energy_check_pct"].notna().all()

@@ -10,7 +10,8 @@ import pytest
 
 from slmstudy import paths, stats
 from slmstudy.atomic import write_table
-from slmstudy.results.windows import energy_between, window_stats
+from slmstudy.results.energy import energy_between
+from slmstudy.results.windows import window_stats
 
 
 def test_mean_ci_matches_t_interval():

@@ -188,6 +188,17 @@ def serving_lines() -> list[str]:
             f"mean time to first token at 16 concurrent users " + "; ".join(parts) + "."]
 
 
+def energy_lines() -> list[str]:
+    v = _view("03_batch_scaling")
+    if v is None:
+        return []
+    from .experiments import energy_report
+
+    t = energy_report.table_from(v.table("telemetry"), v.table("runs"), v.table("configs"))
+    return [f"* **Energy readings** (`03_batch_scaling`'s traces, {len(t)} engines): "
+            + energy_report.verdict(t)[0].upper() + energy_report.verdict(t)[1:]]
+
+
 def claims_lines() -> list[str]:
     path = _ref() / "00_report" / "claims.json"
     if not path.exists():
@@ -240,7 +251,7 @@ def results_block() -> str:
              "real architectures, bf16 unless stated; means with 95% confidence intervals in each folder's tables.",
              ""]
     for part in (timing_lines, batch_lines, crosscheck_lines, model_lines, precision_lines, serving_lines,
-                 claims_lines, compare_lines):
+                 energy_lines, claims_lines, compare_lines):
         lines += part()
     return "\n".join(lines) + "\n"
 

@@ -62,8 +62,10 @@ def run(job: BenchLatencyJob, out: Path, cache_root: Path) -> RunResult:
     # Rooted at this process: the tree then holds bench latency and its engine core.
     sampler = Sampler.from_options(job.engine.telemetry, out / "telemetry.jsonl", root_pid=os.getpid())
     started = time.time()
+    idle = None
     if sampler is not None:
         sampler.start()
+        idle = sampler.idle_baseline(job.engine.telemetry.idle_baseline_s)
     try:
         fin = procs.run_logged(cmd, out / "bench.log", job.timeout_s, env=caches.env(cache_root))
     finally:
@@ -71,6 +73,8 @@ def run(job: BenchLatencyJob, out: Path, cache_root: Path) -> RunResult:
             sampler.stop()
     result: dict[str, Any] = {"command": " ".join(cmd), "returncode": fin.returncode, "seconds": fin.seconds,
                               "telemetry": sampler is not None}
+    if idle:
+        result.update(idle_t0=idle[0], idle_t1=idle[1], idle_state="before bench latency started")
     error = cause = None
     if fin.error or fin.returncode != 0 or not job_json.exists():
         log = (out / "bench.log").read_text(errors="replace")

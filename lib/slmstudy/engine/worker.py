@@ -213,6 +213,9 @@ async def run(job: EngineJob, out: Path, journal: Journal) -> None:
     sampler = Sampler.from_options(spec.telemetry, out / "telemetry.jsonl", root_pid=os.getpid())
     if sampler is not None:
         journal.write("telemetry", **sampler.start())
+        if idle := sampler.idle_baseline(spec.telemetry.idle_baseline_s):
+            journal.write("phase", name="idle_baseline", t0=idle[0], t1=idle[1], ok=True,
+                          state="before the engine started")
     else:
         journal.write("telemetry", backend="none", fallback_reason="disabled in parameters")
 

@@ -103,7 +103,7 @@ EXPERIMENT = Experiment(NOTEBOOK, "Batch scaling", Params, jobs)
 
 
 METRICS = ["output_tok_s", "req_per_min", "ttft_mean_s", "ttft_p99_s", "tpot_mean_s", "itl_p99_s",
-           "j_per_output_token", "power_w_mean", "util_gpu_pct_mean", "gpm_sm_active_pct_mean",
+           "j_per_output_token", "j_per_output_token_above_idle", "power_w_mean", "util_gpu_pct_mean", "gpm_sm_active_pct_mean",
            "gpm_sm_occupancy_pct_mean", "gpm_tensor_active_pct_mean", "gpm_dram_bw_pct_mean",
            "proc_cpu_pct_mean"]
 

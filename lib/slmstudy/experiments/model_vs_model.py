@@ -155,7 +155,7 @@ def architecture(study: Study[Params]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-METRICS = ["output_tok_s", "req_per_min", "ttft_mean_s", "tpot_mean_s", "wall_s", "j_per_output_token",
+METRICS = ["output_tok_s", "req_per_min", "ttft_mean_s", "tpot_mean_s", "wall_s", "j_per_output_token", "j_per_output_token_above_idle",
            "power_w_mean", "util_gpu_pct_mean", "gpm_sm_active_pct_mean", "gpm_tensor_active_pct_mean",
            "gpm_dram_bw_pct_mean", "proc_cpu_pct_mean"]
 

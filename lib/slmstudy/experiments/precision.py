@@ -81,7 +81,7 @@ def jobs(p: Params) -> list[Job]:
 EXPERIMENT = Experiment(NOTEBOOK, "Precision", Params, jobs)
 
 
-METRICS = ["output_tok_s", "req_per_min", "ttft_mean_s", "tpot_mean_s", "j_per_output_token",
+METRICS = ["output_tok_s", "req_per_min", "ttft_mean_s", "tpot_mean_s", "j_per_output_token", "j_per_output_token_above_idle",
            "power_w_mean", "util_gpu_pct_mean", "gpm_sm_active_pct_mean", "gpm_tensor_active_pct_mean",
            "gpm_hmma_tensor_pct_mean", "gpm_imma_tensor_pct_mean", "gpm_dram_bw_pct_mean", "proc_cpu_pct_mean"]
 

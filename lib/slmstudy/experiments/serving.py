@@ -100,6 +100,7 @@ EXPERIMENT = Experiment(NOTEBOOK, "Serving", Params, jobs)
 LEVEL_COLUMNS = ["model", "mode", "level", "status", "completed", "errors", "req_s", "output_tok_s",
                  "ttft_mean_s", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "itl_p50_s", "itl_p99_s",
                  "e2e_mean_s", "e2e_p99_s", "slo_met_share", "goodput_req_s", "j_per_output_token",
+                 "j_per_output_token_above_idle",
                  "gpm_sm_active_pct_mean", "util_gpu_pct_mean", "proc_cpu_pct_mean", "error_counts"]
 
 

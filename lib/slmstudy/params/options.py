@@ -101,6 +101,9 @@ class TelemetryOptions(Strict):
     # 10 Hz at the least: phases (one decode step is ~2-3 ms, a batch ~1 s) need it.
     interval_ms: int = Field(DEFAULT_INTERVAL_MS, ge=5, le=100)
     gpu_index: NonNegativeInt = 0
+    # Seconds of the GPU's idle power measured before each configuration's work,
+    # for "above idle" energy (skipped on a CPU, which has no power reading).
+    idle_baseline_s: float = Field(1.0, ge=0, le=60)
 
 
 class Workload(Strict):

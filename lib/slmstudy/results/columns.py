@@ -49,6 +49,16 @@ COLUMNS: dict[str, Column] = {
     # energy and utilisation
     "j_per_output_token": Column("energy per output token", "J/tok", "GPU energy counter's rise over the window "
                                  "divided by its output tokens", (R, L, X)),
+    "j_per_output_token_above_idle": Column("energy per output token above idle", "J/tok", "the window's energy "
+                                            "less idle power x its duration, per output token", (R, L)),
+    "energy_check_pct": Column("power integral vs counter", "%", "how far the power reading's integral over the "
+                               "window strays from the energy counter (flagged beyond 5%)", (R, L)),
+    "idle_power_w": Column("idle power", "W", "the GPU's mean power over the idle window before the work (by the "
+                           "energy counter); idle_state says which idle", (C,)),
+    "energy_counter_period_s": Column("energy counter period", "s", "median time between the counter's updates",
+                                      (C,)),
+    "power_averaging_s": Column("power reading's averaging", "s", "the trailing-mean window that best reproduces the "
+                                "power reading from the counter", (C,)),
     "power_w_mean": Column("power", "W", "mean board power over the window", (R, L)),
     "util_gpu_pct_mean": Column("utilization.gpu", "%", "what nvidia-smi shows: share of time any kernel ran", (R, L)),
     "gpm_sm_active_pct_mean": Column("SM activity (GPM)", "%", "share of SMs busy, mean over the window", (R, L, X)),

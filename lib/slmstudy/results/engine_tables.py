@@ -21,7 +21,9 @@ from ..engine import journal as journal_mod
 from ..engine import vllm_log
 from ..engine.runner import RunResult
 from ..engine.spec import BenchLatencyJob, EngineJob
-from .windows import energy_between, label_by_phases, load_telemetry, window_telemetry
+from . import energy
+from .energy import energy_between
+from .windows import label_by_phases, load_telemetry, window_telemetry
 
 GIB = 1024**3
 
@@ -35,7 +37,8 @@ def labels(job: EngineJob | BenchLatencyJob) -> dict[str, Any]:
     return {"config": job.key, "model": e.model, "precision": e.precision, "weights": e.weights}
 
 
-def run_rows(job: EngineJob, records: list[dict[str, Any]], tel: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def run_rows(job: EngineJob, records: list[dict[str, Any]], tel: pd.DataFrame,
+             idle_power_w: float = float("nan")) -> tuple[pd.DataFrame, pd.DataFrame]:
     runs, requests = [], []
     for r in (x for x in records if x["type"] == "run"):
         reqs = r["requests"]
@@ -54,7 +57,7 @@ def run_rows(job: EngineJob, records: list[dict[str, Any]], tel: pd.DataFrame) -
             "tpot_mean_s": float(np.nanmean(tpot)),
             "itl_p50_s": _pct(itl, 50), "itl_p90_s": _pct(itl, 90), "itl_p99_s": _pct(itl, 99),
             "itl_max_s": float(itl.max()) if len(itl) else float("nan"),
-            **window_telemetry(tel, r["t0"], r["t1"], r["output_tokens"]),
+            **window_telemetry(tel, r["t0"], r["t1"], r["output_tokens"], idle_power_w),
         }
         runs.append(row)
         for i, q in enumerate(reqs):
@@ -187,7 +190,8 @@ def build(out: Path, job: EngineJob, result: RunResult) -> dict[str, pd.DataFram
     records = journal_mod.read(out / "events.jsonl")
     tel = load_telemetry(out / "telemetry.jsonl")
     log = (out / "engine.log").read_text(errors="replace") if (out / "engine.log").exists() else ""
-    runs, requests = run_rows(job, records, tel)
+    facts = energy.trace_facts(tel, *energy.idle_window(records))
+    runs, requests = run_rows(job, records, tel, facts["idle_power_w"])  # type: ignore[arg-type]
     point_errors = pd.DataFrame(
         [{**labels(job), **{k: v for k, v in r.items() if k not in ("type", "traceback")}}
          for r in records if r["type"] == "point_error"]
@@ -201,7 +205,7 @@ def build(out: Path, job: EngineJob, result: RunResult) -> dict[str, pd.DataFram
          for r in records if r["type"] == "agreement"]
     )
     return {
-        "configs": pd.DataFrame([config_row(job, records, tel, log, result)]),
+        "configs": pd.DataFrame([{**config_row(job, records, tel, log, result), **facts}]),
         "agreement": agreement,
         "runs": runs,
         "requests": requests,
@@ -229,7 +233,11 @@ def build_bench(out: Path, job: BenchLatencyJob, result: RunResult) -> dict[str,
     if data.get("window_t0") is not None and data.get("telemetry"):
         tel = load_telemetry(out / "telemetry.jsonl")
         tokens = len(latencies) * point.batch * point.output_len
-        row.update(window_telemetry(tel, data["window_t0"], data["window_t1"], tokens))
+        idle = (data["idle_t0"], data["idle_t1"]) if data.get("idle_t0") is not None else None
+        facts = energy.trace_facts(tel, idle, data.get("idle_state"))
+        row.update(window_telemetry(tel, data["window_t0"], data["window_t1"], tokens,
+                                    facts["idle_power_w"]))  # type: ignore[arg-type]
+        row.update(facts)
     runs = pd.DataFrame([{**labels(job), "round": job.round, "batch": point.batch, "iter": i, "latency_s": lat,
                           "output_tok_s": point.batch * point.output_len / lat}
                          for i, lat in enumerate(latencies)])

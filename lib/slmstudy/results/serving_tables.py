@@ -18,7 +18,9 @@ from ..engine import journal as journal_mod
 from ..engine.runner import RunResult
 from ..serving.spec import ServeJob
 from ..telemetry.server_metrics import COUNTERS, GAUGES
-from .windows import energy_between, label_by_phases, load_telemetry, window_telemetry
+from . import energy
+from .energy import energy_between
+from .windows import label_by_phases, load_telemetry, window_telemetry
 
 # vLLM's log lines carry "INFO 11-22 21:27:16 [file.py:123]": month-day and time.
 _STAMP = re.compile(r"(?:INFO|WARNING|DEBUG|ERROR) (\d\d-\d\d \d\d:\d\d:\d\d) \[")
@@ -50,11 +52,12 @@ def start_landmarks(log: str, started_at: float | None, ready_at: float | None) 
     return out
 
 
-def level_rows(levels: pd.DataFrame, tel: pd.DataFrame) -> pd.DataFrame:
-    """Energy (J, J per output token) and mean utilisation over each level's [t0, t1]."""
+def level_rows(levels: pd.DataFrame, tel: pd.DataFrame, idle_power_w: float = float("nan")) -> pd.DataFrame:
+    """Energy (J, J per output token, also above idle) and mean utilisation over each level's [t0, t1]."""
     if levels.empty:
         return levels
-    rows = [window_telemetry(tel, lv["t0"], lv["t1"], lv.get("output_tokens") or 0) for _, lv in levels.iterrows()]
+    rows = [window_telemetry(tel, lv["t0"], lv["t1"], lv.get("output_tokens") or 0, idle_power_w)
+            for _, lv in levels.iterrows()]
     return pd.concat([levels.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
 
 
@@ -170,7 +173,9 @@ def build(out: Path, job: ServeJob, result: RunResult) -> dict[str, pd.DataFrame
     }
     tel = label_by_phases(tel, records, ("mode", "level"))
     metrics = label_by_phases(metrics, records, ("mode", "level"))
-    levels = with_server_view(level_rows(levels, tel), records, metrics)
+    facts = energy.trace_facts(tel, *energy.idle_window(records))
+    config.update(facts)
+    levels = with_server_view(level_rows(levels, tel, facts["idle_power_w"]), records, metrics)  # type: ignore[arg-type]
     return {
         "configs": pd.DataFrame([config]),
         "levels": levels.assign(**label) if not levels.empty else levels,

@@ -1,8 +1,8 @@
 """Joining the telemetry trace to the work by wall-clock time.
 
 A window's energy is the energy counter's rise between its start and end (the
-integral of power where there is no counter), its utilisation the mean of the
-samples inside it. The same functions serve a repetition, a serving load level
+integral of power where there is no counter; see ``energy``), its utilisation the
+mean of the samples inside it. The same functions serve a repetition, a serving load level
 and ``vllm bench latency``'s measured window, so all three are comparable.
 """
 
@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from ..engine import journal as journal_mod
+from .energy import check, energy_between, power_integral_j
 
 # Telemetry columns averaged over each window (when the backend has them).
 MEAN_COLUMNS = [
@@ -34,26 +34,6 @@ def load_telemetry(path: Path) -> pd.DataFrame:
     return df
 
 
-def energy_between(tel: pd.DataFrame, t0: float, t1: float) -> float:
-    """Joules used by the GPU in [t0, t1]: the total-energy counter's rise,
-    interpolated at both ends; without the counter, the integral of power."""
-    if tel.empty:
-        return float("nan")
-    if "energy_mj" in tel and tel["energy_mj"].notna().sum() >= 2:
-        s = tel.dropna(subset=["energy_mj"])
-        if s["t"].iloc[0] > t0 or s["t"].iloc[-1] < t1:
-            return float("nan")  # the trace does not cover the interval
-        e = np.interp([t0, t1], s["t"], s["energy_mj"])
-        return float(e[1] - e[0]) / 1000.0
-    if "power_w" in tel and tel["power_w"].notna().sum() >= 2:
-        s = tel.dropna(subset=["power_w"])
-        if s["t"].iloc[0] > t0 or s["t"].iloc[-1] < t1:
-            return float("nan")
-        grid = np.linspace(t0, t1, 64)
-        return float(np.trapezoid(np.interp(grid, s["t"], s["power_w"]), grid))
-    return float("nan")
-
-
 def window_stats(tel: pd.DataFrame, t0: float, t1: float) -> dict[str, float]:
     out: dict[str, float] = {}
     if tel.empty:
@@ -69,12 +49,19 @@ def window_stats(tel: pd.DataFrame, t0: float, t1: float) -> dict[str, float]:
     return out
 
 
-def window_telemetry(tel: pd.DataFrame, t0: float, t1: float, output_tokens: int) -> dict[str, float]:
-    """Energy (J, J per output token; NaN without an energy counter or power) and
-    the telemetry means and maxima over [t0, t1]."""
-    energy = energy_between(tel, t0, t1)
-    return {"energy_j": energy,
-            "j_per_output_token": energy / output_tokens if output_tokens else float("nan"),
+def window_telemetry(tel: pd.DataFrame, t0: float, t1: float, output_tokens: int,
+                     idle_power_w: float = float("nan")) -> dict[str, Any]:
+    """Energy over [t0, t1] (J, J per output token; NaN without an energy counter or
+    power), the same above the job's idle power, the power reading's integral as a
+    cross-check of the counter, and the telemetry means and maxima."""
+    e = energy_between(tel, t0, t1)
+    integral = power_integral_j(tel, t0, t1)
+    diff_pct, flagged = check(e, integral)
+    above = e - idle_power_w * (t1 - t0)
+    per = (lambda j: j / output_tokens) if output_tokens else (lambda j: float("nan"))
+    return {"energy_j": e, "j_per_output_token": per(e),
+            "energy_above_idle_j": above, "j_per_output_token_above_idle": per(above),
+            "energy_power_integral_j": integral, "energy_check_pct": diff_pct, "energy_check_flagged": flagged,
             **window_stats(tel, t0, t1)}
 
 

@@ -100,6 +100,10 @@ def measure(server: VllmServer, job: ServeJob, out: Path) -> None:
                                        metrics_url=f"{server.base_url}/metrics" if load.server_metrics else None)
         journal.write("telemetry", **(sampler.start() if sampler else {"backend": "none",
                                                                          "fallback_reason": "disabled"}))
+        if sampler and (idle := sampler.idle_baseline(spec.telemetry.idle_baseline_s)):
+            # the server is up with its model loaded: its idle, not the bare GPU's
+            journal.write("phase", name="idle_baseline", t0=idle[0], t1=idle[1], ok=True,
+                          state="server started, no requests")
         labels = {**server.facts, "model": spec.model, "precision": spec.precision}
         first = 0
         for mode, levels, warmup in (("concurrency", load.closed_loop, load.warmup_requests),

@@ -186,6 +186,15 @@ class Sampler:
             self.info = {"backend": "none", "fallback_reason": self.error}
         return self.info
 
+    def idle_baseline(self, seconds: float) -> tuple[float, float] | None:
+        """Wait ``seconds`` with nothing to do but sample, when the sampler reads a
+        GPU (a CPU has no power reading to subtract): the window, or None."""
+        if seconds <= 0 or self.info.get("backend") != "nvml":
+            return None
+        t0 = time.time()
+        time.sleep(seconds)
+        return t0, time.time()
+
     def _stderr(self) -> str:
         try:
             return self._err.read_text()[-2000:] or "(no output)"
