@@ -183,7 +183,15 @@ def test_closed_and_open_loop_sweeps_with_telemetry(server, tmp_path):
     # telemetry joined per level (CPU backend here: utilisation, no energy counter)
     assert (levels["tokenizer"] == tokenizer.GENERATED).all() and (levels["weights"] == "dummy").all()
     assert (levels["model"] == MODEL).all()
-    assert len(levels) == 3 and (levels["telemetry_samples"] > 0).all() and (levels["proc_cpu_pct_mean"] > 0).all()
+    # Every sample joined lies inside its level's window; a level of a few hundred ms can
+    # miss its 50 ms ticks on a saturated 2-core host, so only levels lasting several
+    # ticks must have samples, and the session as a whole must.
+    tick = 0.05
+    assert len(levels) == 3 and levels["telemetry_samples"].sum() > 0
+    assert (levels["telemetry_samples"] <= levels["duration_s"] / tick + 2).all()
+    assert (levels.loc[levels["duration_s"] > 20 * tick, "telemetry_samples"] > 0).all()
+    sampled = levels[levels["telemetry_samples"] > 0]
+    assert (sampled["proc_cpu_pct_mean"] > 0).all()
     assert levels["energy_j"].isna().all()
     # The server's own account, read at the level's edges with nothing in flight,
     # holds exactly the level's work: the same tokens and requests the client counted.
