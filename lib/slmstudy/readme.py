@@ -124,13 +124,17 @@ def crosscheck_lines() -> list[str]:
     if bench.empty:
         return []
     parts = []
+    batches = sorted(bench["batch"].unique()) if "batch" in bench else [1]
     for model in _params(v)["models"]:
-        ours = runs[(runs["model"] == model) & (runs["point"] == "crosscheck_b1")]["output_tok_s"]
-        theirs = bench[bench["model"] == model]["output_tok_s"]
-        if len(ours) and len(theirs):
-            diff = 100 * (ours.median() - theirs.median()) / theirs.median()
-            parts.append(f"{_name(model)} {diff:+.1f}% ({number(ours.median())} vs {number(theirs.median())} tok/s)")
-    return ["* **Cross-check with `vllm bench latency`** at batch 1 (same engine arguments, bench latency just "
+        for batch in batches:
+            ours = runs[(runs["model"] == model) & (runs["point"] == f"crosscheck_b{batch}")]["output_tok_s"]
+            theirs = bench[(bench["model"] == model) & (bench.get("batch", 1) == batch)]["output_tok_s"]
+            if len(ours) and len(theirs):
+                diff = 100 * (ours.median() - theirs.median()) / theirs.median()
+                parts.append(f"{_name(model)}{f' batch {batch}' if len(batches) > 1 else ''} {diff:+.1f}% "
+                             f"({number(ours.median())} vs {number(theirs.median())} tok/s)")
+    where = "at batch " + ", ".join(str(b) for b in batches)
+    return [f"* **Cross-check with `vllm bench latency`** {where} (same engine arguments, bench latency just "
             "before our engine, medians): " + "; ".join(parts) + "."]
 
 

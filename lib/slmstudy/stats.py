@@ -1,4 +1,5 @@
-"""Means with 95% confidence intervals over repetitions (Student's t)."""
+"""Means with 95% confidence intervals over repetitions (Student's t), and the relative
+difference of two tools' medians with its CI and verdict."""
 
 from __future__ import annotations
 
@@ -39,3 +40,65 @@ def summarize(df: pd.DataFrame, by: list[str], metrics: list[str]) -> pd.DataFra
             row["n"] = max(row.get("n", 0), n)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def relative_difference_ci(ours: Sequence[Sequence[float]], theirs: Sequence[Sequence[float]],
+                           level: float = 0.95, min_rounds: int = 3, resamples: int = 4000,
+                           seed: int = 0) -> dict[str, float | int | str]:
+    """``100 * (median(ours) / median(theirs) - 1)`` over all rounds' values, with a CI.
+
+    ``ours[r]`` and ``theirs[r]`` are round ``r``'s values (a round: one fresh
+    process of each side). The host's speed changes from process to process, so
+    rounds, not runs, are the independent samples: with ``min_rounds`` or more
+    complete rounds the CI is Student's t over the rounds' own differences
+    (``method`` "rounds"). With fewer, it is a percentile bootstrap of the pooled
+    difference that resamples runs within each round and side ("bootstrap"): it
+    only knows the spread inside the processes it saw, so it is too narrow when
+    processes differ, and says so by its method.
+    """
+    pairs = [(np.asarray(a, float), np.asarray(b, float)) for a, b in zip(ours, theirs)]
+    pairs = [(a[np.isfinite(a)], b[np.isfinite(b)]) for a, b in pairs]
+    pairs = [(a, b) for a, b in pairs if len(a) and len(b)]
+    nan = float("nan")
+    if not pairs:
+        return {"difference_pct": nan, "ci_lo": nan, "ci_hi": nan, "rounds": 0, "method": "none"}
+
+    def diff(a: np.ndarray, b: np.ndarray) -> float:
+        return float(100 * (np.median(a) / np.median(b) - 1))
+
+    pooled = diff(np.concatenate([a for a, _ in pairs]), np.concatenate([b for _, b in pairs]))
+    if len(pairs) >= min_rounds:
+        _, lo, hi, _ = mean_ci([diff(a, b) for a, b in pairs], level)
+        method = "rounds"
+    elif all(len(a) < 2 or len(b) < 2 for a, b in pairs):
+        # one value per round and side: nothing to resample, no interval
+        lo = hi = nan
+        method = "none"
+    else:
+        rng = np.random.default_rng(seed)
+        draws = np.empty(resamples)
+        for i in range(resamples):
+            a = np.concatenate([rng.choice(x, len(x)) for x, _ in pairs])
+            b = np.concatenate([rng.choice(y, len(y)) for _, y in pairs])
+            draws[i] = diff(a, b)
+        tail = 100 * (1 - level) / 2
+        lo, hi = (float(v) for v in np.percentile(draws, [tail, 100 - tail]))
+        method = "bootstrap"
+    return {"difference_pct": pooled, "ci_lo": lo, "ci_hi": hi, "rounds": len(pairs), "method": method}
+
+
+def agreement_verdict(difference_pct: float, ci_lo: float, ci_hi: float, tolerance_pct: float,
+                      max_half_width_pct: float) -> str:
+    """``agrees`` when the difference is within the tolerance, or its CI holds zero
+    and is narrower than ``±max_half_width_pct``; ``differs`` when the CI excludes
+    zero and the difference is beyond the tolerance; else ``inconclusive``."""
+    if not np.isfinite(difference_pct):
+        return "not measured"
+    if abs(difference_pct) <= tolerance_pct:
+        return "agrees"
+    has_ci = np.isfinite(ci_lo) and np.isfinite(ci_hi)
+    if has_ci and ci_lo <= 0 <= ci_hi and (ci_hi - ci_lo) / 2 < max_half_width_pct:
+        return "agrees"
+    if has_ci and not (ci_lo <= 0 <= ci_hi):
+        return "differs"
+    return "inconclusive"

@@ -4,7 +4,8 @@ happens, so a crash or a kill keeps everything measured before it.
 Record types: ``config`` (what was asked), ``telemetry`` (sampler backend),
 ``engine`` (start-up facts), ``phase`` (a named interval in wall-clock time,
 aligned with the telemetry trace), ``run`` (one measured repetition with its
-requests), ``point_error``, ``overhead`` (telemetry on/off pairs),
+requests), ``point_error``, ``overhead`` (telemetry on/off pairs), ``harness``
+(streamed vs final-only pairs),
 ``engine_after`` (memory after the workload) and ``fatal``.
 """
 

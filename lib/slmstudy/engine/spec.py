@@ -73,6 +73,17 @@ class OverheadCheck(Frozen):
     pairs: int
 
 
+class HarnessCheck(Frozen):
+    """Alternate runs whose tokens are streamed and timed one by one with runs of
+    the same batch that only collect final outputs (as ``vllm bench latency``
+    does), to measure what our per-token timing costs."""
+
+    batch_sizes: tuple[int, ...]
+    input_len: int
+    output_len: int
+    pairs: int
+
+
 class Agreement(Frozen):
     """Greedy generations of fixed text prompts, kept to compare precisions' outputs."""
 
@@ -104,6 +115,7 @@ class EngineJob(Frozen):
     # Fresh engines of the same arguments started again (cross-check rounds).
     round: int = Field(1, ge=1)
     overhead_check: OverheadCheck | None = None
+    harness_check: HarnessCheck | None = None
     agreement: Agreement | None = None
     timeout_s: float = Field(1800.0, gt=0)
 
@@ -122,6 +134,8 @@ class EngineJob(Frozen):
         if self.merge_key != need.merge_key:
             return False
         if need.overhead_check and self.overhead_check != need.overhead_check:
+            return False
+        if need.harness_check and self.harness_check != need.harness_check:
             return False
         if need.agreement and self.agreement != need.agreement:
             return False

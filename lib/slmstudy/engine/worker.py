@@ -28,7 +28,7 @@ from .. import catalog, modeldir
 from ..telemetry.sampler import Sampler
 from .args import EXTENSION, engine_kwargs
 from .journal import Journal
-from .spec import Agreement, EngineJob, OverheadCheck, Point
+from .spec import Agreement, EngineJob, HarnessCheck, OverheadCheck, Point
 
 # Prompt token IDs are drawn from this range: valid in every catalog vocabulary
 # and clear of the special tokens at the top of Qwen2's and Llama 3's vocabularies.
@@ -118,6 +118,32 @@ async def run_batch(engine: Any, prompts: list[list[int]], output_len: int, temp
     }
 
 
+async def run_batch_final(engine: Any, prompts: list[list[int]], output_len: int, temperature: float,
+                          tag: str) -> dict[str, Any]:
+    """The same batch, but each request yields its final output only (as
+    ``vllm bench latency``'s ``LLM.generate`` does): no per-token output objects,
+    no per-token timing. Wall time: first submit to the last final output."""
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+    from vllm.sampling_params import RequestOutputKind
+
+    sp = SamplingParams(max_tokens=output_len, ignore_eos=True, temperature=temperature,
+                        output_kind=RequestOutputKind.FINAL_ONLY, detokenize=False)
+
+    async def one(ids: list[int], rid: str) -> int:
+        n = 0
+        async for out in engine.generate(TokensPrompt(prompt_token_ids=ids), sp, request_id=rid):
+            n = len(out.outputs[0].token_ids)
+        return n
+
+    t0 = time.perf_counter()
+    counts = await asyncio.gather(*(one(ids, f"{tag}-{i}-{uuid.uuid4().hex[:6]}") for i, ids in enumerate(prompts)))
+    wall = time.perf_counter() - t0
+    tokens = sum(counts)
+    return {"wall_s": wall, "output_tokens": tokens, "output_tok_s": tokens / wall if wall > 0 else float("nan"),
+            "short_outputs": sum(1 for n in counts if n != output_len)}
+
+
 def point_tag(point: Point, index: int) -> int:
     """Prompts depend on the point's shape and the run's index only, so a point
     measured in a merged job sees the prompts it would see alone."""
@@ -166,6 +192,26 @@ async def telemetry_overhead(engine: Any, seed: int, check: OverheadCheck, sampl
                                   wall_s=r["wall_s"], output_tok_s=r["output_tok_s"])
     finally:
         sampler.start()
+
+
+async def harness_cost(engine: Any, seed: int, check: HarnessCheck, vocab: int, journal: Journal) -> None:
+    """Alternate streamed, token-timed runs with final-output-only runs of the same
+    batch and prompt lengths (ABBA order, so slow drifts cancel); journal each run."""
+    for pair in range(check.pairs):
+        for batch in check.batch_sizes:
+            order = ("stream", "final") if pair % 2 == 0 else ("final", "stream")
+            for mode in order:
+                # Prompts of the same length but their own tokens: a prefix cache, if
+                # enabled, must not favour whichever mode runs second.
+                tag = 8_000_000 + pair * 100_000 + batch * 2 + (mode == "final")
+                prompts = prompt_ids(seed, tag, batch, check.input_len, vocab)
+                run = run_batch if mode == "stream" else run_batch_final
+                with journal.phase("harness", batch=batch, mode=mode, pair=pair):
+                    t0 = time.time()
+                    r = await run(engine, prompts, check.output_len, 0.0, f"h{pair}.{batch}.{mode}")
+                journal.write("harness", pair=pair, batch=batch, mode=mode, t0=t0, wall_s=r["wall_s"],
+                              output_tokens=r["output_tokens"], output_tok_s=r["output_tok_s"],
+                              short_outputs=r["short_outputs"])
 
 
 async def generate_agreement(engine: Any, agreement: Agreement, journal: Journal) -> None:
@@ -258,6 +304,8 @@ async def run(job: EngineJob, out: Path, journal: Journal) -> None:
                                   error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
             if job.agreement:
                 await generate_agreement(engine, job.agreement, journal)
+            if job.harness_check:
+                await harness_cost(engine, spec.seed, job.harness_check, vocab, journal)
             if job.overhead_check:
                 await telemetry_overhead(engine, spec.seed, job.overhead_check, sampler, vocab, journal)
             journal.write("engine_after", report=await _engine_report(engine))

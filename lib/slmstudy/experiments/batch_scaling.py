@@ -15,10 +15,11 @@ import pandas as pd
 from pydantic import Field, PositiveInt
 
 from .. import stats
-from ..engine.spec import BenchLatencyJob, Point
+from ..engine.spec import BenchLatencyJob, HarnessCheck, Point
 from ..figures import styled
 from ..jobs import Job
-from ..params import PrecisionKey, Strict, StudyParams, Workload
+from ..params import PrecisionKey, Problem, Strict, StudyParams, Workload
+from ..params.options import BatchSize, Tokens
 from .base import Experiment, Study
 from .common import (
     OverheadParams,
@@ -32,70 +33,125 @@ from .common import (
 )
 
 NOTEBOOK = "03_batch_scaling"
-CROSSCHECK_POINT = "crosscheck_b1"  # not part of the sweep's tables and figures
+CROSSCHECK_PREFIX = "crosscheck_b"  # the cross-check's points: not part of the sweep's tables and figures
+CROSSCHECK_POINT = CROSSCHECK_PREFIX + "1"
 
 
 class CrossCheck(Strict):
-    """Run ``vllm bench latency`` with the same engine arguments at batch 1.
+    """Run ``vllm bench latency`` with the same engine arguments at each of
+    ``batch_sizes`` (each one of the sweep's batch sizes).
 
-    Our side of the comparison is a dedicated batch-1 point, measured first on
-    the engine, with as many repetitions as bench latency has iterations:
-    batch-1 decoding is bound by the host (a step takes ~2 ms), so single runs
-    vary by several percent and both sides need the same, larger sample."""
+    Our side of each comparison is a point of that batch, measured first on the
+    engine, with as many repetitions as bench latency has iterations: small-batch
+    decoding is bound by the host (a step takes ~2 ms), so single runs vary by
+    several percent and both sides need the same, larger sample."""
 
     enabled: bool = True
+    batch_sizes: list[BatchSize] = Field(default_factory=lambda: [1], min_length=1, max_length=8)
     iters: PositiveInt = Field(20, le=1000)
     warmup: PositiveInt = Field(3, le=100)
+    # Agreement: the pooled difference within tolerance_pct, or a 95% CI that holds
+    # zero and is narrower than +-max_ci_half_width_pct.
     tolerance_pct: float = Field(5.0, gt=0)
-    # Rounds of (bench latency process, fresh engine of ours), models interleaved,
-    # pooled for the verdict. On the H100 one round of either tool varies by ±10%
-    # from process to process (host-bound steps), more than the tolerance.
+    max_ci_half_width_pct: float = Field(5.0, gt=0)
+    # Rounds of (bench latency processes, fresh engine of ours), models interleaved,
+    # pooled for the verdict. On the H100 one round of either tool varies by +-10%
+    # from process to process (host-bound steps), more than the tolerance; with 3
+    # rounds or more the CI comes from the rounds' own differences.
     rounds: PositiveInt = Field(1, le=20)
+
+
+class HarnessParams(Strict):
+    """What our per-token streaming and timing cost: inside one engine, runs whose
+    tokens are streamed and timed one by one alternate (ABBA) with runs of the
+    same batch and prompt lengths that collect final outputs only."""
+
+    batch_sizes: list[BatchSize] = Field(default_factory=lambda: [1, 64, 256], min_length=1, max_length=8)
+    input_len: Tokens = 128
+    output_len: Tokens = 256
+    pairs: PositiveInt = Field(6, le=100)
+    target_pct: float = Field(1.0, gt=0)  # the slowdown the check accepts
 
 
 class Params(StudyParams):
     precision: PrecisionKey = "bf16"
     workload: Workload
     bench_latency: CrossCheck = CrossCheck()
+    harness_check: HarnessParams | None = None
     telemetry_overhead: OverheadParams | None = None
 
     def precision_fields(self) -> list[tuple[str, str]]:
         return [("precision", self.precision)]
 
     def workload_fields(self) -> list[tuple[str, Workload]]:
-        return [("workload", self.workload)]
+        out = [("workload", self.workload)]
+        if (h := self.harness_check) is not None:
+            # Same limits as a workload (context, max_num_seqs, KV cache), named by its own keys.
+            out.append(("harness_check", Workload(input_len=h.input_len, output_len=h.output_len,
+                                                  batch_sizes=h.batch_sizes)))
+        return out
+
+    def check(self) -> list[Problem]:
+        xc = self.bench_latency
+        extra = sorted(set(xc.batch_sizes) - set(self.workload.batch_sizes)) if xc.enabled else []
+        if extra:
+            return [Problem(("bench_latency.batch_sizes", "workload.batch_sizes"),
+                            f"cross-check batch sizes {extra} are not in the sweep; allowed: "
+                            f"{sorted(self.workload.batch_sizes)}")]
+        return []
+
+    def max_batch(self) -> int:
+        h = self.harness_check
+        return max([*self.workload.batch_sizes, *(h.batch_sizes if h else [])])
+
+
+def crosscheck_points(p: Params) -> tuple[Point, ...]:
+    w, xc = p.workload, p.bench_latency
+    return tuple(Point(name=f"{CROSSCHECK_PREFIX}{b}", batch=b, input_len=w.input_len, output_len=w.output_len,
+                       repetitions=xc.iters, warmup=xc.warmup, temperature=w.temperature, first=True)
+                 for b in sorted(set(xc.batch_sizes)))
 
 
 def crosscheck_point(p: Params) -> Point:
-    w = p.workload
-    return Point(name=CROSSCHECK_POINT, batch=1, input_len=w.input_len, output_len=w.output_len,
-                 repetitions=p.bench_latency.iters, warmup=p.bench_latency.warmup, temperature=w.temperature,
-                 first=True)
+    """The batch-1 cross-check point (or the smallest batch's)."""
+    return crosscheck_points(p)[0]
+
+
+def is_crosscheck(point: pd.Series) -> pd.Series:
+    return point.astype(str).str.startswith(CROSSCHECK_PREFIX)
+
+
+def harness_check(h: HarnessParams) -> HarnessCheck:
+    return HarnessCheck(batch_sizes=tuple(h.batch_sizes), input_len=h.input_len, output_len=h.output_len,
+                        pairs=h.pairs)
 
 
 def jobs(p: Params) -> list[Job]:
-    """Per model one engine with the sweep. With the cross-check: our batch-1 side
-    first on that engine, ``vllm bench latency`` just before it, and further rounds
-    as fresh engines of the same arguments measuring that point alone."""
+    """Per model one engine with the sweep. With the cross-check: our side of each
+    cross-check batch first on that engine, ``vllm bench latency`` at each of those
+    batches just before it, and further rounds as fresh engines of the same
+    arguments measuring those points alone."""
     sweep = points(p.workload)
     xc = p.bench_latency
+    xpoints = crosscheck_points(p) if xc.enabled else ()
     out: list[Job] = [hardware_job()]
     if p.telemetry_overhead is not None:
         out.append(overhead_probe_job(p, p.telemetry_overhead))
-    max_batch = max(p.workload.batch_sizes)
+    max_batch = p.max_batch()
     for i, model in enumerate(p.models):
-        pts = ((crosscheck_point(p),) if xc.enabled else ()) + sweep
-        # The sampler-overhead check needs one engine only: the first model's.
+        # The sampler-overhead check needs one engine only: the first model's;
+        # the harness check runs on every model's (their step times differ).
         check = overhead_check(p.telemetry_overhead) if p.telemetry_overhead is not None and i == 0 else None
-        out.append(engine_job(p, model, p.precision, pts, max_batch, overhead_check=check))
-    if xc.enabled:
-        for n in range(1, xc.rounds + 1):
-            for model in p.models:
-                spec = engine_spec(p, model, p.precision, max_batch)
-                out.append(BenchLatencyJob(engine=spec, point=crosscheck_point(p), iters=xc.iters,
-                                           warmup=xc.warmup, round=n))
-                if n > 1:
-                    out.append(engine_job(p, model, p.precision, (crosscheck_point(p),), max_batch, round=n))
+        harness = harness_check(p.harness_check) if p.harness_check is not None else None
+        out.append(engine_job(p, model, p.precision, xpoints + sweep, max_batch, overhead_check=check,
+                              harness_check=harness))
+    for n in range(1, xc.rounds + 1 if xc.enabled else 1):
+        for model in p.models:
+            spec = engine_spec(p, model, p.precision, max_batch)
+            out += [BenchLatencyJob(engine=spec, point=pt, iters=xc.iters, warmup=xc.warmup, round=n)
+                    for pt in xpoints]
+            if n > 1:
+                out.append(engine_job(p, model, p.precision, xpoints, max_batch, round=n))
     return out
 
 
@@ -113,61 +169,67 @@ def summary(study: Study[Params]) -> pd.DataFrame:
     runs = study.table("runs")
     if runs.empty:
         return runs
-    runs = runs[runs["point"] != CROSSCHECK_POINT]
+    runs = runs[~is_crosscheck(runs["point"])]
     return stats.summarize(runs, ["model", "precision", "batch"], [m for m in METRICS if m in runs])
 
 
 def crosscheck(study: Study[Params]) -> pd.DataFrame:
-    """Batch-1 speed from our stream measurement against ``vllm bench latency``,
-    same engine arguments, same input and output lengths: one row per model and
-    round, then the verdict row (round ``all``) on the medians of all rounds' runs."""
+    """Speed from our stream measurement against ``vllm bench latency`` at each
+    cross-check batch, same engine arguments, same input and output lengths: one
+    row per model, batch and round, then per model and batch the verdict row
+    (round ``all``) on the medians of all rounds' runs, with the 95% CI of the
+    difference and its verdict."""
     p = study.params
-    if not p.bench_latency.enabled:
+    xc = p.bench_latency
+    if not xc.enabled:
         return pd.DataFrame()
     runs = study.table("runs")
     bench = study.table("bench")
     bench_runs = study.table("bench_runs")
     configs = study.table("configs")
-    point = crosscheck_point(p)
     rows = []
     for model in p.models:
-        ours_all, theirs_all, first = [], [], len(rows)
-        for n in range(1, p.bench_latency.rounds + 1):
-            cfg = configs[(configs["model"] == model) & (configs["round"] == n) & (configs["start"] == "any")] \
-                if not configs.empty and "round" in configs else configs.iloc[0:0]
-            key = cfg["config"].iloc[0] if len(cfg) else None
-            mine = runs[(runs["config"] == key) & (runs["point"] == CROSSCHECK_POINT)] if key and not runs.empty \
-                else pd.DataFrame({"output_tok_s": [], "t0": []})
-            b = bench[(bench["model"] == model) & (bench["round"] == n)] if not bench.empty else bench
-            theirs = bench_runs[(bench_runs["model"] == model) & (bench_runs["round"] == n)]["output_tok_s"] \
-                .to_numpy(float) if not bench_runs.empty else np.zeros(0)
-            ours = mine["output_tok_s"].to_numpy(dtype=float)
-            finished = float(b["finished_at"].iloc[0]) if len(b) else float("nan")
-            gap_s = float(mine["t0"].min() - finished) if len(mine) else float("nan")
-            error = b["root_cause"].iloc[0] if len(b) and b["status"].iloc[0] != "ok" else None
-            rows.append(_compare(model, p.precision, point, str(n), ours, theirs, p.bench_latency.tolerance_pct,
-                                 seconds_between=gap_s, bench_error=error,
-                                 **_conditions(mine, b.iloc[0].to_dict() if len(b) else {})))
-            ours_all.append(ours)
-            theirs_all.append(theirs)
-        # Conditions of the pooled row: the rounds' means (rounds without telemetry left out).
-        pooled = pd.DataFrame(rows[first:]).filter(like="_during_").mean()
-        rows.append(_compare(model, p.precision, point, "all", np.concatenate(ours_all), np.concatenate(theirs_all),
-                             p.bench_latency.tolerance_pct, seconds_between=float("nan"), bench_error=None,
-                             **pooled.to_dict()))
+        for point in crosscheck_points(p):
+            ours_all, theirs_all, first = [], [], len(rows)
+            for n in range(1, xc.rounds + 1):
+                cfg = configs[(configs["model"] == model) & (configs["round"] == n) & (configs["start"] == "any")] \
+                    if not configs.empty and "round" in configs else configs.iloc[0:0]
+                key = cfg["config"].iloc[0] if len(cfg) else None
+                mine = runs[(runs["config"] == key) & (runs["point"] == point.name)] if key and not runs.empty \
+                    else pd.DataFrame({"output_tok_s": [], "t0": []})
+                b = bench[(bench["model"] == model) & (bench["round"] == n) & (bench["batch"] == point.batch)] \
+                    if not bench.empty else bench
+                theirs = bench_runs[(bench_runs["model"] == model) & (bench_runs["round"] == n)
+                                    & (bench_runs["batch"] == point.batch)]["output_tok_s"] \
+                    .to_numpy(float) if not bench_runs.empty else np.zeros(0)
+                ours = mine["output_tok_s"].to_numpy(dtype=float)
+                finished = float(b["finished_at"].iloc[0]) if len(b) else float("nan")
+                gap_s = float(mine["t0"].min() - finished) if len(mine) else float("nan")
+                error = b["root_cause"].iloc[0] if len(b) and b["status"].iloc[0] != "ok" else None
+                rows.append(_compare(model, p.precision, point, str(n), [ours], [theirs], xc,
+                                     seconds_between=gap_s, bench_error=error,
+                                     **_conditions(mine, b.iloc[0].to_dict() if len(b) else {})))
+                ours_all.append(ours)
+                theirs_all.append(theirs)
+            # Conditions of the pooled row: the rounds' means (rounds without telemetry left out).
+            pooled = pd.DataFrame(rows[first:]).filter(like="_during_").mean()
+            rows.append(_compare(model, p.precision, point, "all", ours_all, theirs_all, xc,
+                                 seconds_between=float("nan"), bench_error=None, **pooled.to_dict()))
     return pd.DataFrame(rows)
 
 
 def crosscheck_verdict(df: pd.DataFrame, tolerance_pct: float) -> str:
-    """The cross-check's verdict in one sentence, from its pooled rows."""
+    """The cross-check's verdict in one sentence per model, from its pooled rows."""
     if df.empty:
         return "not run: this profile sets bench_latency.enabled: false"
     parts = []
-    for _, r in df[df["round"] == "all"].iterrows():
-        d = r["median_difference_pct"]
-        word = "within" if r["within_tolerance"] else "outside"
-        parts.append(f"{r['model']}: ours {d:+.1f}% against vllm bench latency ({r['slmstudy_median_tok_s']:.0f} vs "
-                     f"{r['bench_median_tok_s']:.0f} tok/s, {word} the {tolerance_pct:g}% tolerance)")
+    for model, g in df[df["round"] == "all"].groupby("model", sort=False):
+        cells = []
+        for _, r in g.sort_values("batch").iterrows():
+            ci = f" [{r['difference_ci_lo']:+.1f}, {r['difference_ci_hi']:+.1f}]" \
+                if np.isfinite(r["difference_ci_lo"]) else ""
+            cells.append(f"batch {r['batch']} {r['median_difference_pct']:+.1f}%{ci} {r['verdict']}")
+        parts.append(f"{model} against vllm bench latency (tolerance {tolerance_pct:g}%): " + ", ".join(cells))
     return "; ".join(parts) + "."
 
 
@@ -186,14 +248,18 @@ def _conditions(ours: pd.DataFrame, theirs: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def _compare(model: str, precision: str, point: Point, rnd: str, ours: np.ndarray, theirs: np.ndarray,
-             tolerance_pct: float, **extra: Any) -> dict[str, Any]:
+def _compare(model: str, precision: str, point: Point, rnd: str, ours_by_round: list[np.ndarray],
+             theirs_by_round: list[np.ndarray], xc: CrossCheck, **extra: Any) -> dict[str, Any]:
+    ours = np.concatenate(ours_by_round) if ours_by_round else np.zeros(0)
+    theirs = np.concatenate(theirs_by_round) if theirs_by_round else np.zeros(0)
     mean, lo, hi, n = stats.mean_ci(ours)
     t_mean, t_lo, t_hi, t_n = stats.mean_ci(theirs)
     # Judged on medians: host jitter makes a few runs of either side much slower.
     ours_med = float(np.median(ours)) if len(ours) else float("nan")
     theirs_med = float(np.median(theirs)) if len(theirs) else float("nan")
-    diff = 100 * (ours_med - theirs_med) / theirs_med if theirs_med == theirs_med else float("nan")
+    d = stats.relative_difference_ci(ours_by_round, theirs_by_round)
+    diff = d["difference_pct"]
+    verdict = stats.agreement_verdict(diff, d["ci_lo"], d["ci_hi"], xc.tolerance_pct, xc.max_ci_half_width_pct)
     return {
         "model": model, "precision": precision, "round": rnd, "batch": point.batch,
         "input_len": point.input_len, "output_len": point.output_len,
@@ -202,7 +268,9 @@ def _compare(model: str, precision: str, point: Point, rnd: str, ours: np.ndarra
         "bench_median_tok_s": theirs_med, "bench_mean_tok_s": t_mean,
         "bench_ci95": f"[{t_lo:.1f}, {t_hi:.1f}]", "bench_n": t_n,
         "median_difference_pct": diff,
-        "within_tolerance": bool(abs(diff) <= tolerance_pct) if diff == diff else False,
+        "difference_ci_lo": d["ci_lo"], "difference_ci_hi": d["ci_hi"], "ci_method": d["method"],
+        "verdict": verdict,
+        "within_tolerance": bool(abs(diff) <= xc.tolerance_pct) if diff == diff else False,
         **extra,
     }
 
@@ -240,6 +308,52 @@ def overhead(study: Study[Params]) -> pd.DataFrame:
                      "unit": "steps/s", "slowdown_pct": probe["slowdown_pct"], "ci95": f"[{lo:.2f}, {hi:.2f}]",
                      "pairs": probe["n"]})
     return pd.DataFrame(rows).assign(interval_ms=study.params.telemetry.interval_ms)
+
+
+def harness(study: Study[Params]) -> pd.DataFrame:
+    """What our per-token streaming and timing cost, per model and batch: inside
+    one engine, streamed runs against final-output-only runs of the same batch and
+    prompts, in ABBA pairs (so slow drifts of the host cancel). Slowdown per pair
+    = (final - streamed) / final throughput; mean and 95% CI over the pairs."""
+    h = study.params.harness_check
+    if h is None:
+        return pd.DataFrame([{"note": "not measured: this profile sets harness_check: null "
+                                      "(the -f layer params/03_batch_scaling/fidelity_gpu.yaml turns it on)"}])
+    return harness_rows(study.table("harness"), h.target_pct)
+
+
+def harness_rows(df: pd.DataFrame, target_pct: float) -> pd.DataFrame:
+    """The harness table from its runs (columns model, batch, pair, mode stream or
+    final, output_tok_s, short_outputs): one row per model and batch."""
+    rows = []
+    for (model, batch), g in (df.groupby(["model", "batch"], sort=False) if not df.empty else []):
+        wide = g.pivot_table(index="pair", columns="mode", values="output_tok_s")
+        wide = wide.dropna(subset=[c for c in ("stream", "final") if c in wide])
+        if not {"stream", "final"} <= set(wide.columns) or wide.empty:
+            continue
+        slow = 100 * (wide["final"] - wide["stream"]) / wide["final"]
+        m, lo, hi, n = stats.mean_ci(slow)
+        if hi < target_pct:
+            verdict = f"under {target_pct:g}%"
+        elif lo > target_pct:
+            verdict = f"over {target_pct:g}%"
+        else:
+            verdict = f"not settled at {target_pct:g}% by {n} pairs"
+        rows.append({"model": model, "batch": int(batch), "streamed_tok_s": float(wide["stream"].mean()),
+                     "final_only_tok_s": float(wide["final"].mean()), "slowdown_pct": m,
+                     "slowdown_median_pct": float(slow.median()), "ci95": f"[{lo:.2f}, {hi:.2f}]",
+                     "slowdown_ci_lo": lo, "slowdown_ci_hi": hi, "pairs": n,
+                     "short_outputs": int(g["short_outputs"].sum()), "verdict": verdict})
+    return pd.DataFrame(rows)
+
+
+def harness_verdict(df: pd.DataFrame) -> str:
+    if df.empty or "verdict" not in df:
+        return str(df["note"].iloc[0]) if "note" in df and len(df) else "not measured"
+    worst = df.loc[df["slowdown_pct"].idxmax()]
+    return (f"Streaming and timing every token costs {df['slowdown_pct'].min():+.2f}% to "
+            f"{df['slowdown_pct'].max():+.2f}% of throughput against final outputs only; the largest at "
+            f"{worst['model']} batch {worst['batch']} ({worst['ci95']}, {worst['verdict']}).")
 
 
 @styled

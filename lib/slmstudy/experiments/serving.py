@@ -22,7 +22,7 @@ from pydantic import Field, PositiveFloat, PositiveInt
 from ..figures import styled
 from ..jobs import Job
 from ..params import MAX_LIST, PrecisionKey, Strict, StudyParams, Tokens, Workload
-from ..serving.spec import LoadLevels, LoadSpec, ServeJob
+from ..serving.spec import BenchServeCheck, LoadLevels, LoadSpec, ServeJob
 from .base import Experiment, Study
 from .common import engine_spec
 
@@ -39,6 +39,19 @@ class OpenLoop(Strict):
     requests_per_level: PositiveInt = Field(32, le=100_000)
 
 
+class BenchServe(Strict):
+    """Cross-check against ``vllm bench serve``: closed loop at each concurrency, the
+    same prompts, lengths and temperature for both tools, alternated (ABBA) over
+    rounds against the same server after the sweeps."""
+
+    concurrency: list[PositiveInt] = Field(min_length=1, max_length=8)
+    requests: PositiveInt = Field(64, le=100_000)
+    rounds: PositiveInt = Field(2, le=20)
+    # Agreement per figure: within tolerance_pct, or (3 rounds or more) a 95% CI
+    # that holds zero and is narrower than +-tolerance_pct.
+    tolerance_pct: float = Field(5.0, gt=0)
+
+
 class Params(StudyParams):
     precision: PrecisionKey = "bf16"
     api: Literal["chat", "completions"] = "chat"  # the articles call chat completions
@@ -52,6 +65,7 @@ class Params(StudyParams):
     request_timeout_s: PositiveFloat = 600.0
     # vLLM's /metrics read at the telemetry rate and at each level's edges (off: to measure what reading it costs)
     server_metrics: bool = True
+    bench_serve: BenchServe | None = None
 
     def precision_fields(self) -> list[tuple[str, str]]:
         return [("precision", self.precision)]
@@ -60,18 +74,29 @@ class Params(StudyParams):
         """A closed-loop level with fewer requests than users never has them all in flight."""
         from ..params import Problem
 
+        out = []
         if self.closed_loop and self.closed_loop.requests_per_level < max(self.closed_loop.concurrency):
-            return [Problem(("closed_loop.requests_per_level", "closed_loop.concurrency"),
-                            f"{self.closed_loop.requests_per_level} is below the largest concurrency "
-                            f"{max(self.closed_loop.concurrency)}: that level could never have all its users in "
-                            "flight")]
-        return []
+            out.append(Problem(("closed_loop.requests_per_level", "closed_loop.concurrency"),
+                               f"{self.closed_loop.requests_per_level} is below the largest concurrency "
+                               f"{max(self.closed_loop.concurrency)}: that level could never have all its users in "
+                               "flight"))
+        if self.bench_serve and self.bench_serve.requests < max(self.bench_serve.concurrency):
+            out.append(Problem(("bench_serve.requests", "bench_serve.concurrency"),
+                               f"{self.bench_serve.requests} is below the largest concurrency "
+                               f"{max(self.bench_serve.concurrency)}: that level could never have all its users in "
+                               "flight"))
+        return out
 
     def workload_fields(self) -> list[tuple[str, Workload]]:
         # a chat prompt adds the template's 4 tokens
-        batch = max(self.closed_loop.concurrency) if self.closed_loop else 1
+        batch = self.max_concurrency()
         return [("input_tokens", Workload(input_len=self.input_tokens + 4, output_len=self.output_tokens,
                                           batch_sizes=[batch]))]
+
+
+    def max_concurrency(self) -> int:
+        return max([*(self.closed_loop.concurrency if self.closed_loop else [1]),
+                    *(self.bench_serve.concurrency if self.bench_serve else [])])
 
 
 def load_spec(p: Params) -> LoadSpec:
@@ -79,6 +104,8 @@ def load_spec(p: Params) -> LoadSpec:
         api=p.api, input_tokens=p.input_tokens, output_tokens=p.output_tokens, temperature=p.temperature,
         warmup_requests=p.warmup_requests, slo_ttft_s=p.slo_ttft_s, request_timeout_s=p.request_timeout_s,
         server_metrics=p.server_metrics,
+        bench_serve=BenchServeCheck(concurrency=tuple(p.bench_serve.concurrency), requests=p.bench_serve.requests,
+                                    rounds=p.bench_serve.rounds) if p.bench_serve else None,
         closed_loop=LoadLevels(levels=tuple(float(c) for c in p.closed_loop.concurrency),
                                requests_per_level=p.closed_loop.requests_per_level) if p.closed_loop else None,
         open_loop=LoadLevels(levels=tuple(p.open_loop.rates), requests_per_level=p.open_loop.requests_per_level)
@@ -88,7 +115,7 @@ def load_spec(p: Params) -> LoadSpec:
 def jobs(p: Params) -> list[Job]:
     """Per model one ``vllm serve`` with the offline runs' engine arguments, loaded
     in closed and open loop; article 000's own client calls at the end."""
-    max_batch = max(p.closed_loop.concurrency) if p.closed_loop else 1
+    max_batch = p.max_concurrency()
     return [ServeJob(engine=engine_spec(p, model, p.precision, max_batch), load=load_spec(p),
                      timeout_s=p.config_timeout_s) for model in p.models]
 
@@ -196,6 +223,63 @@ def figure_distributions(study: Study[Params]) -> Any:
     fig.tight_layout(rect=(0, 0, 0.8, 1))
     figures.legend_outside(fig, *axes[0].get_legend_handles_labels())
     return figures.finish(fig, study, "serving_distributions", study.caption(study.params.precision))
+
+
+CROSSCHECK_METRICS = ["ttft_p50_s", "ttft_p90_s", "itl_p50_s", "output_tok_s"]
+
+
+def bench_serve_check(study: Study[Params]) -> pd.DataFrame:
+    """Our client against ``vllm bench serve`` on the same server: per model, level
+    and figure, the medians over rounds, the difference, its CI and verdict."""
+    b = study.params.bench_serve
+    if b is None:
+        return pd.DataFrame([{"note": "not measured: this profile sets bench_serve: null"}])
+    return bench_serve_rows(study.table("serve_crosscheck"), b.tolerance_pct)
+
+
+def bench_serve_rows(df: pd.DataFrame, tolerance_pct: float) -> pd.DataFrame:
+    """The cross-check table from its rows (model, round, tool slmstudy or
+    bench_serve, level, status and the figures of ``CROSSCHECK_METRICS``)."""
+    from .. import stats
+
+    if df.empty:
+        return df
+    rows = []
+    ok = df[df["status"] == "ok"]
+    for (model, level), g in ok.groupby(["model", "level"], sort=True):
+        for metric in CROSSCHECK_METRICS:
+            by_round = g.pivot_table(index="round", columns="tool", values=metric, aggfunc="first")
+            if not {"slmstudy", "bench_serve"} <= set(by_round.columns):
+                continue
+            by_round = by_round.dropna()
+            d = stats.relative_difference_ci([[v] for v in by_round["slmstudy"]],
+                                             [[v] for v in by_round["bench_serve"]])
+            rows.append({"model": model, "level": level, "metric": metric,
+                         "slmstudy": float(by_round["slmstudy"].median()),
+                         "bench_serve": float(by_round["bench_serve"].median()),
+                         "median_difference_pct": d["difference_pct"], "difference_ci_lo": d["ci_lo"],
+                         "difference_ci_hi": d["ci_hi"], "rounds": d["rounds"],
+                         "verdict": stats.agreement_verdict(d["difference_pct"], d["ci_lo"], d["ci_hi"],
+                                                            tolerance_pct, tolerance_pct)})
+    failed = df[df["status"] != "ok"]
+    for _, r in failed.iterrows():
+        rows.append({"model": r["model"], "level": r["level"], "metric": "(run failed)", "verdict": "not measured",
+                     "why": f"{r['tool']} round {r['round']}: {r.get('error')}"})
+    return pd.DataFrame(rows)
+
+
+def bench_serve_verdict(df: pd.DataFrame, tolerance_pct: float) -> str:
+    if df.empty or "verdict" not in df:
+        return str(df["note"].iloc[0]) if "note" in df and len(df) else "not measured"
+    counts = df["verdict"].value_counts()
+    worst = df.loc[df["median_difference_pct"].abs().idxmax()] if df["median_difference_pct"].notna().any() else None
+    text = (f"{counts.get('agrees', 0)} of {len(df)} figures agree with vllm bench serve within {tolerance_pct:g}% "
+            f"({counts.get('differs', 0)} differ, {counts.get('inconclusive', 0)} inconclusive, "
+            f"{counts.get('not measured', 0)} not measured)")
+    if worst is not None:
+        text += (f"; the largest difference is {worst['metric']} at {worst['level']:g} users for "
+                 f"{worst['model']}: {worst['median_difference_pct']:+.1f}%")
+    return text + "."
 
 
 def slo_verdict(capacity: pd.DataFrame) -> str:

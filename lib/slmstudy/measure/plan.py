@@ -9,7 +9,7 @@ Order:
 1. probes of the machine (hardware, telemetry overhead), while nothing else runs;
 2. per model, in order of first appearance: its cold starts first (they empty the
    model's compile cache), then every other engine job of round 1, each directly
-   after its ``vllm bench latency`` run when it has one;
+   after its ``vllm bench latency`` runs when it has some (largest batch first);
 3. later cross-check rounds, models interleaved (so rounds sample the host at
    different times);
 4. servers, which reuse the compile caches the engines left.
@@ -42,15 +42,17 @@ def merge_points(points: Iterable[Point]) -> tuple[Point, ...]:
 
 def _merge_engine(group: list[EngineJob]) -> list[EngineJob]:
     """Jobs of one merge key as few engine processes as their checks allow
-    (two different overhead checks or agreement sets cannot share an engine)."""
+    (two different overhead or harness checks or agreement sets cannot share an engine)."""
     out: list[EngineJob] = []
     for job in group:
         for i, have in enumerate(out):
             if (job.overhead_check is None or have.overhead_check in (None, job.overhead_check)) and \
+                    (job.harness_check is None or have.harness_check in (None, job.harness_check)) and \
                     (job.agreement is None or have.agreement in (None, job.agreement)):
                 out[i] = have.model_copy(update={
                     "points": merge_points([*have.points, *job.points]),
                     "overhead_check": have.overhead_check or job.overhead_check,
+                    "harness_check": have.harness_check or job.harness_check,
                     "agreement": have.agreement or job.agreement,
                     "timeout_s": max(have.timeout_s, job.timeout_s)})
                 break
@@ -83,17 +85,19 @@ def order(jobs: list[Job]) -> list[Job]:
     engines = [j for j in jobs if isinstance(j, EngineJob)]
     benches = [j for j in jobs if isinstance(j, BenchLatencyJob)]
     servers = [j for j in jobs if isinstance(j, ServeJob)]
-    bench_for = {b.precedes: b for b in benches}
+    # An engine's bench runs, largest batch first: the engine measures its
+    # cross-check points smallest first, so each pair is about as far apart.
+    bench_for: dict[tuple, list[BenchLatencyJob]] = {}
+    for b in sorted(benches, key=lambda b: -b.point.batch):
+        bench_for.setdefault(b.precedes, []).append(b)
     models = list(dict.fromkeys([j.engine.model for j in engines] + [b.engine.model for b in benches]))
     out: list[Job] = list(probes)
     used: set[int] = set()
 
     def with_bench(job: EngineJob) -> list[Job]:
-        bench = bench_for.get((job.engine.digest(), job.start, job.round))
-        if bench is not None:
-            used.add(id(bench))
-            return [bench, job]
-        return [job]
+        mine = [b for b in bench_for.get((job.engine.digest(), job.start, job.round), []) if id(b) not in used]
+        used.update(id(b) for b in mine)
+        return [*mine, job]
 
     for model in models:
         mine = [j for j in engines if j.engine.model == model and j.round == 1]

@@ -119,7 +119,7 @@ def _workloads(p: StudyParams, machine: bool) -> list[Problem]:
         lengths = (f"{wkey}.input_len", f"{wkey}.output_len")
         if need > p.engine.max_model_len:
             out.append(Problem((*lengths, "engine.max_model_len"),
-                               f"input_len + output_len = {need} exceeds engine.max_model_len "
+                               f"{wkey}.input_len + {wkey}.output_len = {need} exceeds engine.max_model_len "
                                f"{p.engine.max_model_len}"))
         batch = max(w.batch_sizes)
         if p.engine.max_num_seqs is not None and batch > p.engine.max_num_seqs:
@@ -129,7 +129,7 @@ def _workloads(p: StudyParams, machine: bool) -> list[Problem]:
             cfg = catalog.model(model).hf_config()
             context = int(cfg.get("max_position_embeddings", 0) or 0)
             if context and need > context:
-                out.append(Problem(lengths, f"input_len + output_len = {need} exceeds {model}'s context of "
+                out.append(Problem(lengths, f"{wkey}.input_len + {wkey}.output_len = {need} exceeds {model}'s context of "
                                             f"{context} tokens"))
             for _, prec in (p.precision_fields() or [("", "bf16")]) if machine else []:
                 capacity = kv_capacity_tokens(model, prec, p.engine, plat.memory_bytes)

@@ -129,14 +129,15 @@ COLUMNS: dict[str, Column] = {
     "shutdown_s": Column("shutdown", "s", "engine shutdown", (T,)),
     "teardown_s": Column("teardown", "s", "after the worker's last record: process exit and device memory back", (T,)),
     # comparison
-    "metric": Column("metric", "", "the column compared", (X,)),
+    "metric": Column("metric", "", "the column compared (comparison, serving cross-check)", (X, A)),
     "a_mean": Column("A", "", "mean of run A", (X,)),
     "a_ci95": Column("A 95% CI", "", "", (X,)),
     "b_mean": Column("B", "", "mean of run B", (X,)),
     "b_ci95": Column("B 95% CI", "", "", (X,)),
     "ratio_b_over_a": Column("B / A", "", "", (X,)),
     "predicted_ratio": Column("predicted B / A", "", "the roofline model's ratio from each machine's probe", (X,)),
-    "verdict": Column("verdict", "", "same, faster, slower, higher, lower, not comparable", (X,)),
+    "verdict": Column("verdict", "", "comparison: same, faster, slower, higher, lower, not comparable; cross-check: "
+                      "agrees, differs, inconclusive; harness: under, over or not settled at the target", (X, A)),
     # analyses
     "n": Column("n", "", "repetitions (or requests) averaged", (A,)),
     "bound_tok_s": Column("hardware bound", "tok/s", "the fastest the measured bandwidth and matmul peak allow", (A,)),
@@ -148,8 +149,25 @@ COLUMNS: dict[str, Column] = {
     "bench_median_tok_s": Column("bench latency, median", "tok/s", "vllm bench latency's iterations", (A,)),
     "median_difference_pct": Column("difference", "%", "(ours - bench) / bench, on medians", (A,)),
     "within_tolerance": Column("within tolerance", "", "the difference is within the cross-check's tolerance", (A,)),
+    "difference_ci_lo": Column("difference, CI low", "%", "95% CI of the difference: Student's t over rounds (3 or "
+                               "more), else a bootstrap of runs within rounds (ci_method)", (A,)),
+    "difference_ci_hi": Column("difference, CI high", "%", "upper end of that interval", (A,)),
+    "ci_method": Column("CI from", "", "rounds (t over the rounds' differences) or bootstrap (runs within rounds: "
+                        "blind to process-to-process changes)", (A,)),
+    "streamed_tok_s": Column("streamed", "tok/s", "runs whose every token is streamed and timed (our harness)", (A,)),
+    "final_only_tok_s": Column("final outputs only", "tok/s", "the same batch and prompt lengths, final outputs only "
+                               "(as vllm bench latency collects them)", (A,)),
+    "slowdown_median_pct": Column("slowdown, median", "%", "median over the pairs", (A,)),
+    "pairs": Column("pairs", "", "ABBA pairs measured", (A,)),
+    "tool": Column("tool", "", "serving cross-check: slmstudy (our client) or bench_serve (vllm bench serve)",
+                   ("serve_crosscheck",)),
+    "slmstudy": Column("ours", "", "our client's figure, median over rounds (unit of the figure)", (A,)),
+    "bench_serve": Column("vllm bench serve", "", "bench serve's figure, median over rounds (unit of the figure)",
+                          (A,)),
+    "rounds": Column("rounds", "", "rounds with both sides measured", (A,)),
     "seconds_between": Column("seconds apart", "s", "bench latency's end to our first run", (A,)),
-    "slowdown_pct": Column("slowdown", "%", "throughput lost with the sampler running, mean over pairs", (A,)),
+    "slowdown_pct": Column("slowdown", "%", "throughput lost with the sampler running (overhead) or by streaming and "
+                           "timing every token (harness), mean over pairs", (A,)),
     "ci95": Column("95% CI", "", "", (A,)),
     "max load meeting mean TTFT": Column("max load, mean TTFT within objective", "users or req/s", "", (A,)),
     "max load meeting p90 TTFT": Column("max load, p90 TTFT within objective", "users or req/s", "", (A,)),

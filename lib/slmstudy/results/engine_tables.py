@@ -204,6 +204,10 @@ def build(out: Path, job: EngineJob, result: RunResult) -> dict[str, pd.DataFram
         [{**labels(job), **{k: v for k, v in r.items() if k not in ("type", "t")}}
          for r in records if r["type"] == "agreement"]
     )
+    harness = pd.DataFrame(
+        [{**labels(job), **{k: v for k, v in r.items() if k != "type"}}
+         for r in records if r["type"] == "harness" and "mode" in r]
+    )
     return {
         "configs": pd.DataFrame([{**config_row(job, records, tel, log, result), **facts}]),
         "agreement": agreement,
@@ -213,6 +217,7 @@ def build(out: Path, job: EngineJob, result: RunResult) -> dict[str, pd.DataFram
         "phases": phase_rows(job, records, tel),
         "point_errors": point_errors,
         "overhead": overhead,
+        "harness": harness,
     }
 
 

@@ -140,6 +140,27 @@ def load_metrics(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     return samples, cost
 
 
+CROSSCHECK_COLUMNS = ["round", "tool", "mode", "level", "status", "error", "requests", "completed", "errors",
+                     "duration_s", "output_tok_s", "req_s", "output_tokens", "prompt_tokens",
+                     *[f"{q}_{k}" for q in ("ttft", "itl", "tpot", "e2e") for k in ("mean_s", "p50_s", "p90_s", "p99_s")],
+                     "t0", "t1", "command"]
+
+
+def crosscheck_rows(path: Path) -> pd.DataFrame:
+    """The serving cross-check: one row per tool, round and level (our client's
+    ``level`` records and ``vllm bench serve``'s lines), with the same columns."""
+    if not path.exists():
+        return pd.DataFrame()
+    rows = []
+    for r in journal_mod.read(path):
+        if r["type"] == "level":
+            rows.append(r)
+        elif r["type"] == "bench_serve":
+            rows.append({**r, "t0": r.get("t_start"), "t1": r.get("t_end")})
+    df = pd.DataFrame(rows)
+    return df[[c for c in CROSSCHECK_COLUMNS if c in df]] if not df.empty else df
+
+
 def build(out: Path, job: ServeJob, result: RunResult) -> dict[str, pd.DataFrame]:
     records = journal_mod.read(out / "events.jsonl")
     tel = load_telemetry(out / "telemetry.jsonl")
@@ -176,8 +197,10 @@ def build(out: Path, job: ServeJob, result: RunResult) -> dict[str, pd.DataFrame
     facts = energy.trace_facts(tel, *energy.idle_window(records))
     config.update(facts)
     levels = with_server_view(level_rows(levels, tel, facts["idle_power_w"]), records, metrics)  # type: ignore[arg-type]
+    check = crosscheck_rows(out / "crosscheck.jsonl")
     return {
         "configs": pd.DataFrame([config]),
+        "serve_crosscheck": check.assign(**label) if not check.empty else check,
         "levels": levels.assign(**label) if not levels.empty else levels,
         "server_metrics": metrics.assign(**label) if not metrics.empty else metrics,
         "requests": requests.assign(**label) if not requests.empty else requests,

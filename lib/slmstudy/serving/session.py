@@ -6,8 +6,9 @@ before it: ``server.log``, ``server.json`` (what was served, how it started and
 stopped), ``events.jsonl`` (load phases, levels and requests on the wall clock of
 the telemetry trace, and the server's counters read at each level's edges),
 ``telemetry.jsonl``, ``metrics.jsonl`` (the server's ``/metrics`` read at the
-telemetry rate by the sampler's process), ``client_demo.json``. The results layer
-turns them into tables.
+telemetry rate by the sampler's process), ``client_demo.json``, and with the
+serving cross-check ``crosscheck.jsonl`` and ``bench_serve_*`` files. The results
+layer turns them into tables.
 """
 
 from __future__ import annotations
@@ -23,15 +24,16 @@ from ..engine.journal import Journal
 from ..engine.runner import RunResult, clean
 from ..telemetry import server_metrics
 from ..telemetry.sampler import Sampler
-from . import tokenizer
+from . import bench_serve, tokenizer
 from .client import StreamingClient
 from .load import Slo, Workload, run_sync, sweep
 from .server import ServerStartError, VllmServer
 from .spec import LoadLevels, ServeJob
 from .tokenizer import GENERATED
 
+CROSSCHECK = "crosscheck.jsonl"
 RAW = ("server.log", "server.json", "events.jsonl", "telemetry.jsonl", "telemetry.stderr", "metrics.jsonl",
-       "client_demo.json")
+       "client_demo.json", CROSSCHECK)
 
 
 def _sweep(server: VllmServer, journal: Journal, mode: str, levels: LoadLevels, w: Workload, warmup: int,
@@ -83,6 +85,39 @@ def client_demo(server: VllmServer) -> dict[str, Any]:
             "stream": {"chunks": len(pieces), "text": "".join(pieces)[:400]}}
 
 
+def crosscheck(server: VllmServer, job: ServeJob, out: Path, w: Workload, slo: Slo, first_index: int) -> None:
+    """Our client and ``vllm bench serve`` alternated against this server (ABBA over
+    rounds and levels, so drifts of the host cancel), each level's prompts the same
+    for both tools; journaled to ``crosscheck.jsonl`` apart from the sweeps."""
+    check = job.load.bench_serve
+    assert check is not None
+    spec = job.engine
+    served = tokenizer.prepare(spec.model, spec.precision, spec.weights, spec.weights_path)
+    tok = served.tokenizer_path or served.source.model
+    journal = Journal(out / CROSSCHECK)
+    labels = {**server.facts, "model": spec.model, "precision": spec.precision}
+    index = first_index
+    try:
+        for rnd in range(1, check.rounds + 1):
+            for i, c in enumerate(check.concurrency):
+                tools = ("slmstudy", "bench_serve") if (rnd + i) % 2 else ("bench_serve", "slmstudy")
+                for tool in tools:
+                    lab = {**labels, "round": rnd, "tool": tool}
+                    if tool == "slmstudy":
+                        _sweep(server, journal, "concurrency", LoadLevels(levels=(float(c),),
+                               requests_per_level=check.requests), w, 0, slo, job.load.request_timeout_s,
+                               index, lab, None)
+                    else:
+                        with journal.phase("bench_serve", level=c, **lab):
+                            line = bench_serve.run(server.base_url, server.served_model_name, tok, w, c,
+                                                   check.requests, index, out, f"bench_serve_r{rnd}_c{c}",
+                                                   job.load.request_timeout_s * 2)
+                        journal.write("bench_serve", mode="concurrency", level=float(c), **lab, **line)
+                index += check.requests  # both tools sent these prompts; the next level gets new ones
+    finally:
+        journal.close()
+
+
 def measure(server: VllmServer, job: ServeJob, out: Path) -> None:
     """Load a running server as ``job.load`` asks, the sampler watching its process
     group; journal and trace into ``out`` (appended as measured)."""
@@ -112,6 +147,8 @@ def measure(server: VllmServer, job: ServeJob, out: Path) -> None:
                 continue
             _sweep(server, journal, mode, levels, w, warmup, slo, load.request_timeout_s, first, labels, edge)
             first += len(levels.levels) * levels.requests_per_level + warmup
+        if load.bench_serve is not None:
+            crosscheck(server, job, out, w, slo, first)
         if load.client_demo:
             try:
                 write_json(out / "client_demo.json", client_demo(server))
@@ -130,6 +167,8 @@ def run(job: ServeJob, out: Path, cache_root: Path) -> RunResult:
     clean(out)
     for name in RAW:
         (out / name).unlink(missing_ok=True)
+    for leftover in out.glob("bench_serve_*"):
+        leftover.unlink()
     spec = job.engine
     served = tokenizer.prepare(spec.model, spec.precision, spec.weights, spec.weights_path)
     server = VllmServer.for_model(served, spec.precision, spec.engine, spec.seed, out / "server.log",

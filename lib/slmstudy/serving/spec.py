@@ -15,6 +15,15 @@ class LoadLevels(Frozen):
     requests_per_level: int = Field(gt=0)
 
 
+class BenchServeCheck(Frozen):
+    """Our client and ``vllm bench serve`` against the same server, closed loop at
+    each concurrency with the same prompts, alternated in ABBA order over rounds."""
+
+    concurrency: tuple[int, ...]
+    requests: int = Field(gt=0)
+    rounds: int = Field(1, ge=1)
+
+
 class LoadSpec(Frozen):
     api: Literal["chat", "completions"] = "chat"
     input_tokens: int = Field(128, gt=0)
@@ -31,6 +40,7 @@ class LoadSpec(Frozen):
     # vLLM's /metrics read at the telemetry rate and at each level's edges: the
     # scheduler's view (running, waiting, KV cache, preemptions, engine steps).
     server_metrics: bool = True
+    bench_serve: BenchServeCheck | None = None
 
 
 class ServeJob(Frozen):

@@ -1,0 +1,146 @@
+"""The fidelity checks' statistics on hand-computed answers: the difference of two
+tools' medians with its CI (rounds or bootstrap), the verdict rule, and the
+harness A/B's slowdown per ABBA pair."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from slmstudy import stats
+from slmstudy.experiments.batch_scaling import harness_rows
+
+
+def test_difference_of_pooled_medians():
+    # pooled medians 102 and 100 -> +2.0%, whatever the rounds' split
+    ours = [[101.0, 102.0, 103.0], [102.0, 110.0, 90.0]]
+    theirs = [[100.0, 99.0, 101.0], [100.0, 100.0, 100.0]]
+    d = stats.relative_difference_ci(ours, theirs)
+    assert d["difference_pct"] == pytest.approx(2.0)
+    assert d["rounds"] == 2 and d["method"] == "bootstrap"
+    assert d["ci_lo"] <= 2.0 <= d["ci_hi"]
+
+
+def test_ci_from_rounds_is_t_over_the_rounds_differences():
+    # round medians: ours 101, 102, 103 against 100 each -> differences 1, 2, 3 %
+    ours = [[101.0], [102.0], [103.0]]
+    theirs = [[100.0], [100.0], [100.0]]
+    d = stats.relative_difference_ci(ours, theirs)
+    # mean 2, s = 1, t(0.975, 2) = 4.303 -> 2 +- 4.303 / sqrt(3) = 2 +- 2.484
+    assert d["method"] == "rounds" and d["rounds"] == 3
+    assert d["difference_pct"] == pytest.approx(2.0)
+    assert d["ci_lo"] == pytest.approx(2 - 2.484, abs=1e-3) and d["ci_hi"] == pytest.approx(2 + 2.484, abs=1e-3)
+
+
+def test_bootstrap_of_identical_values_has_no_width_and_rounds_without_data_are_dropped():
+    d = stats.relative_difference_ci([[110.0, 110.0], []], [[100.0, 100.0], [100.0]])
+    assert d["rounds"] == 1 and d["difference_pct"] == pytest.approx(10.0)
+    assert d["ci_lo"] == pytest.approx(10.0) and d["ci_hi"] == pytest.approx(10.0)
+    empty = stats.relative_difference_ci([[]], [[1.0]])
+    assert empty["rounds"] == 0 and np.isnan(empty["difference_pct"])
+
+
+def test_bootstrap_ci_widens_with_the_spread():
+    rng = np.random.default_rng(1)
+    tight = stats.relative_difference_ci([rng.normal(100, 1, 30)], [rng.normal(100, 1, 30)])
+    loose = stats.relative_difference_ci([rng.normal(100, 10, 30)], [rng.normal(100, 10, 30)])
+    assert (loose["ci_hi"] - loose["ci_lo"]) > 3 * (tight["ci_hi"] - tight["ci_lo"])
+
+
+@pytest.mark.parametrize("diff, lo, hi, verdict", [
+    (2.0, -5.0, 9.0, "agrees"),          # within the 3% tolerance, whatever the CI
+    (-4.0, -8.0, 0.5, "agrees"),         # beyond it, but the CI holds 0 and is +-4.25 wide
+    (-4.0, -12.0, 4.0, "inconclusive"),  # holds 0 but +-8 wide
+    (6.0, 4.0, 8.0, "differs"),          # CI excludes 0
+    (6.0, float("nan"), float("nan"), "inconclusive"),
+    (float("nan"), 0.0, 0.0, "not measured"),
+])
+def test_agreement_verdict(diff, lo, hi, verdict):
+    assert stats.agreement_verdict(diff, lo, hi, tolerance_pct=3.0, max_half_width_pct=5.0) == verdict
+
+
+def test_harness_slowdown_per_abba_pair():
+    # pair 0: final 100, stream 99 -> 1%; pair 1: final 200, stream 196 -> 2%; pair 2: 3%
+    rows = []
+    for pair, (final, stream) in enumerate([(100.0, 99.0), (200.0, 196.0), (100.0, 97.0)]):
+        rows += [{"model": "m", "batch": 8, "pair": pair, "mode": "final", "output_tok_s": final, "short_outputs": 0},
+                 {"model": "m", "batch": 8, "pair": pair, "mode": "stream", "output_tok_s": stream,
+                  "short_outputs": 0}]
+    rows.append({"model": "m", "batch": 8, "pair": 3, "mode": "final", "output_tok_s": 50.0, "short_outputs": 1})
+    df = harness_rows(pd.DataFrame(rows), target_pct=1.0)
+    r = df.iloc[0]
+    assert r["pairs"] == 3  # the unpaired run is left out of the slowdown, counted in short_outputs
+    assert r["slowdown_pct"] == pytest.approx(2.0) and r["slowdown_median_pct"] == pytest.approx(2.0)
+    # s = 1, t(0.975, 2) = 4.303: [2 - 2.484, 2 + 2.484]
+    assert r["slowdown_ci_lo"] == pytest.approx(-0.484, abs=1e-3)
+    assert r["verdict"] == "not settled at 1% by 3 pairs" and r["short_outputs"] == 1
+    assert harness_rows(pd.DataFrame(rows), target_pct=5.0).iloc[0]["verdict"] == "under 5%"
+    assert harness_rows(pd.DataFrame(rows[:2]), target_pct=0.5).iloc[0]["pairs"] == 1
+
+
+# ---------------------------------------------------------------- serving cross-check
+def test_bench_serve_result_becomes_a_level_row_in_seconds():
+    from slmstudy.serving.bench_serve import row_from_result
+
+    row = row_from_result({"completed": 6, "failed": 1, "duration": 2.0, "output_throughput": 24.0,
+                           "request_throughput": 3.0, "total_output_tokens": 48, "total_input_tokens": 150,
+                           "mean_ttft_ms": 30.0, "p50_ttft_ms": 25.0, "p90_ttft_ms": 80.0, "p99_ttft_ms": 99.0,
+                           "p50_itl_ms": 12.5, "p90_e2el_ms": 500.0})
+    assert (row["requests"], row["completed"], row["errors"]) == (7, 6, 1)
+    assert row["ttft_mean_s"] == pytest.approx(0.030) and row["ttft_p90_s"] == pytest.approx(0.080)
+    assert row["itl_p50_s"] == pytest.approx(0.0125) and row["e2e_p90_s"] == pytest.approx(0.5)
+    assert row["output_tok_s"] == 24.0 and "tpot_p50_s" not in row
+
+
+def test_bench_serve_gets_our_prompts_and_our_settings(tmp_path):
+    from slmstudy.serving import bench_serve, tokenizer
+    from slmstudy.serving.load import Workload
+
+    w = Workload(api="chat", input_tokens=5, output_tokens=7, temperature=0.6, seed=3)
+    bench_serve.write_prompts(tmp_path / "p.jsonl", w, 10, 3)
+    lines = (tmp_path / "p.jsonl").read_text().splitlines()
+    assert [json.loads(x)["prompt"] for x in lines] == [tokenizer.prompt_text(5, 3, i) for i in (10, 11, 12)]
+    cmd = bench_serve.command("http://127.0.0.1:8000", "served", "/tok", w, 4, 3, tmp_path / "p.jsonl",
+                              tmp_path / "r.json")
+    arg = {cmd[i]: cmd[i + 1] for i in range(len(cmd) - 1) if cmd[i].startswith("--")}
+    assert arg["--backend"] == "openai-chat" and arg["--endpoint"] == "/v1/chat/completions"
+    assert arg["--max-concurrency"] == "4" and arg["--num-prompts"] == "3" and arg["--request-rate"] == "inf"
+    assert arg["--custom-output-len"] == "7" and arg["--temperature"] == "0.6" and arg["--served-model-name"] == "served"
+    # the chat template is the server's to add, as for our client; no shuffling of the prompts
+    assert "--skip-chat-template" in cmd and "--ignore-eos" in cmd and "--disable-shuffle" in cmd
+
+
+def _check_rows(values):
+    rows = []
+    for rnd, (ours, theirs) in enumerate(values, start=1):
+        for tool, v in (("slmstudy", ours), ("bench_serve", theirs)):
+            rows.append({"model": "m", "level": 8.0, "round": rnd, "tool": tool, "status": "ok",
+                         "ttft_p50_s": v, "ttft_p90_s": v, "itl_p50_s": v, "output_tok_s": v})
+    return pd.DataFrame(rows)
+
+
+def test_serving_crosscheck_medians_over_rounds_and_their_ci():
+    from slmstudy.experiments.serving import bench_serve_rows
+
+    # per-round differences +1%, +2%, +3% -> medians 102 vs 100 = +2.0%, t CI 2 +- 2.484
+    df = bench_serve_rows(_check_rows([(101.0, 100.0), (102.0, 100.0), (103.0, 100.0)]), 5.0)
+    r = df[df["metric"] == "ttft_p50_s"].iloc[0]
+    assert (r["slmstudy"], r["bench_serve"], r["rounds"]) == (102.0, 100.0, 3)
+    assert r["median_difference_pct"] == pytest.approx(2.0)
+    assert r["difference_ci_hi"] == pytest.approx(4.484, abs=1e-3) and r["verdict"] == "agrees"
+    # two rounds: one value per round and tool, no interval; 10% apart: inconclusive, not "differs"
+    two = bench_serve_rows(_check_rows([(110.0, 100.0), (110.0, 100.0)]), 5.0)
+    assert np.isnan(two["difference_ci_lo"]).all() and set(two["verdict"]) == {"inconclusive"}
+
+
+def test_serving_crosscheck_names_a_failed_run():
+    from slmstudy.experiments.serving import bench_serve_rows
+
+    df = _check_rows([(100.0, 100.0)])
+    df.loc[df["tool"] == "bench_serve", "status"] = "failed"
+    df["error"] = "ConnectionError: refused"
+    out = bench_serve_rows(df, 5.0)
+    assert list(out["verdict"]) == ["not measured"]
+    assert out["why"].iloc[0] == "bench_serve round 1: ConnectionError: refused"
