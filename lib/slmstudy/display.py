@@ -37,7 +37,8 @@ def table(df: pd.DataFrame, columns: Sequence[str] | None = None, max_rows: int 
     """The columns asked for (those present, at most ten), headers with units, readable numbers."""
     if df is None or df.empty:
         return pd.DataFrame({"": ["nothing to show"]}).style.hide(axis="index")
-    cols = [c for c in (columns or df.columns) if c in df][:MAX_COLUMNS]
+    # None of the asked-for columns (a note saying why a check did not run): show what there is
+    cols = [c for c in (columns or df.columns) if c in df][:MAX_COLUMNS] or list(df.columns)[:MAX_COLUMNS]
     shown = df[cols].head(max_rows).rename(columns=header)
     return shown.style.format(number).hide(axis="index")
 

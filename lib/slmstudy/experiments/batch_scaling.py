@@ -182,7 +182,8 @@ def crosscheck(study: Study[Params]) -> pd.DataFrame:
     p = study.params
     xc = p.bench_latency
     if not xc.enabled:
-        return pd.DataFrame()
+        # no rows, but the columns the notebook selects on
+        return pd.DataFrame(columns=["model", "batch", "round", "verdict"])
     runs = study.table("runs")
     bench = study.table("bench")
     bench_runs = study.table("bench_runs")
