@@ -106,13 +106,21 @@ def test_harness_ab_alternates_streamed_and_final_only_runs(checked):
 def test_both_sides_say_what_the_host_was_doing(checked):
     study, _, df = checked
     bench = study.table("bench")
+    tick = 0.1  # the cpu profile samples at 10 Hz; a starved 2-core host can skip ticks
     for _, b in bench.iterrows():
         data = json.loads(study.folder.config_files("bench.json")[b["config"]].read_text())
-        assert b["window_t1"] - b["window_t0"] == pytest.approx(sum(data["latencies_s"]))
-        assert b["telemetry_samples"] > 0
-        # The sampler saw bench latency's processes working (one busy core reads ~100).
-        assert b["proc_cpu_pct_mean"] > 50
+        window = b["window_t1"] - b["window_t0"]
+        assert window == pytest.approx(sum(data["latencies_s"]))
+        # every sample joined lies in the window; a window of 20 ticks or more has some
+        assert b["telemetry_samples"] <= window / tick + 2
+        if window >= 20 * tick:
+            assert b["telemetry_samples"] > 0
+        if b["telemetry_samples"] > 0:
+            # The sampler saw bench latency's processes working (one busy core reads ~100).
+            assert b["proc_cpu_pct_mean"] > 50
+    assert bench["telemetry_samples"].sum() > 0
     per_round = df[df["round"] != "all"]
-    assert (per_round["slmstudy_during_proc_cpu_pct_mean"] > 0).all()
-    assert (per_round["bench_during_proc_cpu_pct_mean"] > 0).all()
+    for side in ("slmstudy", "bench"):
+        seen = per_round[f"{side}_during_proc_cpu_pct_mean"].dropna()
+        assert len(seen) and (seen > 0).all()
     assert {"bench_during_cpu_steal_pct_mean", "slmstudy_during_cpu_steal_pct_mean"} <= set(df.columns)
