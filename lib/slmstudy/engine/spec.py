@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -119,6 +119,10 @@ class EngineJob(Frozen):
     agreement: Agreement | None = None
     timeout_s: float = Field(1800.0, gt=0)
 
+    # Optional work on the engine beside its points; two different values of one
+    # cannot share an engine process.
+    CHECKS: ClassVar[tuple[str, ...]] = ("overhead_check", "harness_check", "agreement")
+
     @property
     def key(self) -> str:
         return self.engine.key + ("__cold" if self.start == "cold" else "") + (
@@ -133,11 +137,7 @@ class EngineJob(Frozen):
         """Every point, check and output ``need`` asks for is measured by this job."""
         if self.merge_key != need.merge_key:
             return False
-        if need.overhead_check and self.overhead_check != need.overhead_check:
-            return False
-        if need.harness_check and self.harness_check != need.harness_check:
-            return False
-        if need.agreement and self.agreement != need.agreement:
+        if any(getattr(need, c) and getattr(self, c) != getattr(need, c) for c in self.CHECKS):
             return False
         return all(any(mine.satisfies(p) for mine in self.points) for p in need.points)
 

@@ -87,18 +87,29 @@ async def _request(engine: Any, ids: list[int], sp: Any, rid: str) -> Stream:
     return s
 
 
-async def run_batch(engine: Any, prompts: list[list[int]], output_len: int, temperature: float, tag: str) -> dict[str, Any]:
-    """Submit all prompts at once and time every token as it arrives."""
+def sampling(output_len: int, temperature: float, final_only: bool = False) -> Any:
+    """A measured run's sampling: exactly ``output_len`` tokens, no detokenising;
+    streamed as deltas, or only the final output."""
     from vllm import SamplingParams
     from vllm.sampling_params import RequestOutputKind
 
-    sp = SamplingParams(
+    return SamplingParams(
         max_tokens=output_len,
         ignore_eos=True,  # fixed output length whatever the weights say
         temperature=temperature,
-        output_kind=RequestOutputKind.DELTA,
+        output_kind=RequestOutputKind.FINAL_ONLY if final_only else RequestOutputKind.DELTA,
         detokenize=False,
     )
+
+
+def abba(pair: int, a: Any, b: Any) -> tuple[Any, Any]:
+    """The order of pair ``pair`` of an A/B check: AB, BA, AB, ... so slow drifts cancel."""
+    return (a, b) if pair % 2 == 0 else (b, a)
+
+
+async def run_batch(engine: Any, prompts: list[list[int]], output_len: int, temperature: float, tag: str) -> dict[str, Any]:
+    """Submit all prompts at once and time every token as it arrives."""
+    sp = sampling(output_len, temperature)
     t0 = time.perf_counter()
     streams = await asyncio.gather(
         *(_request(engine, ids, sp, f"{tag}-{i}-{uuid.uuid4().hex[:6]}") for i, ids in enumerate(prompts))
@@ -123,12 +134,9 @@ async def run_batch_final(engine: Any, prompts: list[list[int]], output_len: int
     """The same batch, but each request yields its final output only (as
     ``vllm bench latency``'s ``LLM.generate`` does): no per-token output objects,
     no per-token timing. Wall time: first submit to the last final output."""
-    from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
-    from vllm.sampling_params import RequestOutputKind
 
-    sp = SamplingParams(max_tokens=output_len, ignore_eos=True, temperature=temperature,
-                        output_kind=RequestOutputKind.FINAL_ONLY, detokenize=False)
+    sp = sampling(output_len, temperature, final_only=True)
 
     async def one(ids: list[int], rid: str) -> int:
         n = 0
@@ -178,8 +186,7 @@ async def telemetry_overhead(engine: Any, seed: int, check: OverheadCheck, sampl
     try:
         for pair in range(check.pairs):
             for batch in check.batch_sizes:
-                order = (True, False) if pair % 2 == 0 else (False, True)
-                for on in order:
+                for on in abba(pair, True, False):
                     if on:
                         sampler.start()
                     tag = 7_000_000 + pair * 1000 + batch * 2 + int(on)
@@ -199,8 +206,7 @@ async def harness_cost(engine: Any, seed: int, check: HarnessCheck, vocab: int, 
     batch and prompt lengths (ABBA order, so slow drifts cancel); journal each run."""
     for pair in range(check.pairs):
         for batch in check.batch_sizes:
-            order = ("stream", "final") if pair % 2 == 0 else ("final", "stream")
-            for mode in order:
+            for mode in abba(pair, "stream", "final"):
                 # Prompts of the same length but their own tokens: a prefix cache, if
                 # enabled, must not favour whichever mode runs second.
                 tag = 8_000_000 + pair * 100_000 + batch * 2 + (mode == "final")

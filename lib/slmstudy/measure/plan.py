@@ -46,14 +46,10 @@ def _merge_engine(group: list[EngineJob]) -> list[EngineJob]:
     out: list[EngineJob] = []
     for job in group:
         for i, have in enumerate(out):
-            if (job.overhead_check is None or have.overhead_check in (None, job.overhead_check)) and \
-                    (job.harness_check is None or have.harness_check in (None, job.harness_check)) and \
-                    (job.agreement is None or have.agreement in (None, job.agreement)):
+            if all(getattr(job, c) is None or getattr(have, c) in (None, getattr(job, c)) for c in EngineJob.CHECKS):
                 out[i] = have.model_copy(update={
                     "points": merge_points([*have.points, *job.points]),
-                    "overhead_check": have.overhead_check or job.overhead_check,
-                    "harness_check": have.harness_check or job.harness_check,
-                    "agreement": have.agreement or job.agreement,
+                    **{c: getattr(have, c) or getattr(job, c) for c in EngineJob.CHECKS},
                     "timeout_s": max(have.timeout_s, job.timeout_s)})
                 break
         else:

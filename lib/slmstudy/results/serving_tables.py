@@ -151,13 +151,7 @@ def crosscheck_rows(path: Path) -> pd.DataFrame:
     ``level`` records and ``vllm bench serve``'s lines), with the same columns."""
     if not path.exists():
         return pd.DataFrame()
-    rows = []
-    for r in journal_mod.read(path):
-        if r["type"] == "level":
-            rows.append(r)
-        elif r["type"] == "bench_serve":
-            rows.append({**r, "t0": r.get("t_start"), "t1": r.get("t_end")})
-    df = pd.DataFrame(rows)
+    df = pd.DataFrame([r for r in journal_mod.read(path) if r["type"] in ("level", "bench_serve")])
     return df[[c for c in CROSSCHECK_COLUMNS if c in df]] if not df.empty else df
 
 

@@ -87,7 +87,7 @@ def run(base_url: str, served_model_name: str, tokenizer_path: str, w: Workload,
     cmd = command(base_url, served_model_name, tokenizer_path, w, concurrency, n_requests, prompts, result)
     t0 = time.time()
     fin = procs.run_logged(cmd, log, timeout_s)
-    line: dict[str, Any] = {"command": " ".join(cmd), "t_start": t0, "t_end": time.time(),
+    line: dict[str, Any] = {"command": " ".join(cmd), "t0": t0, "t1": time.time(),
                             "seconds": fin.seconds, "returncode": fin.returncode}
     if fin.error or fin.returncode != 0 or not result.exists():
         text = log.read_text(errors="replace")
