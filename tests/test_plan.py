@@ -23,7 +23,22 @@ def _jobs(notebook: str, **overrides):
 
 @pytest.fixture(scope="module")
 def study_plan():
-    return plan.build(j for nb in STUDY for j in _jobs(nb))
+    """The study with 03's cross-check layered on (the default gpu study leaves it out)."""
+    return plan.build(j for nb in STUDY for j in _jobs(nb, **XCHECK.get(nb, {})))
+
+
+# The fidelity layer's switch: what -f params/03_batch_scaling/fidelity_gpu.yaml turns on.
+XCHECK = {"03_batch_scaling": {"bench_latency": {"enabled": True}}}
+
+
+def test_default_gpu_study_leaves_the_cross_check_out():
+    jobs = plan.build(j for nb in STUDY for j in _jobs(nb))
+    assert not any(isinstance(j, BenchLatencyJob) for j in jobs)
+    ds = next(j for j in _engines(jobs) if j.engine.model == DS and j.engine.precision == "bf16" and j.start == "any")
+    # batch 1 at 128/256 is then 01's "single" (10 runs, 2 warm-ups), the sweeps' b1 within it
+    b1 = next(p for p in ds.points if (p.batch, p.input_len, p.output_len) == (1, 128, 256))
+    assert (b1.repetitions, b1.warmup) == (10, 2)
+    assert len(_engines(jobs)) == 7 and len(jobs) == 10
 
 
 def _engines(jobs):
@@ -83,7 +98,7 @@ def test_cold_start_first_and_bench_latency_just_before_its_engine(study_plan):
 
 
 def test_cross_check_rounds_are_fresh_engines_interleaved_across_models():
-    jobs = plan.build(_jobs("03_batch_scaling", bench_latency={"rounds": 3}))
+    jobs = plan.build(_jobs("03_batch_scaling", bench_latency={"enabled": True, "rounds": 3}))
     tail = [(j.kind, j.engine.model, j.round) for j in jobs if getattr(j, "round", 1) > 1]
     assert tail == [("bench_latency", DS, 2), ("engine", DS, 2), ("bench_latency", LL, 2), ("engine", LL, 2),
                     ("bench_latency", DS, 3), ("engine", DS, 3), ("bench_latency", LL, 3), ("engine", LL, 3)]
@@ -94,7 +109,8 @@ def test_cross_check_rounds_are_fresh_engines_interleaved_across_models():
 
 
 def test_bench_latency_runs_the_engine_it_precedes():
-    jobs = plan.build(_jobs("03_batch_scaling"))
+    jobs = plan.build(_jobs("03_batch_scaling", **XCHECK["03_batch_scaling"]))
+    assert any(isinstance(j, BenchLatencyJob) for j in jobs)
     for i, j in enumerate(jobs):
         if isinstance(j, BenchLatencyJob):
             nxt = jobs[i + 1]
@@ -102,7 +118,7 @@ def test_bench_latency_runs_the_engine_it_precedes():
 
 
 def test_bench_latency_at_several_batches_runs_largest_first_just_before_its_engine():
-    jobs = plan.build(_jobs("03_batch_scaling", bench_latency={"batch_sizes": [1, 16, 64, 256], "rounds": 2}))
+    jobs = plan.build(_jobs("03_batch_scaling", bench_latency={"enabled": True, "batch_sizes": [1, 16, 64, 256], "rounds": 2}))
     for model in (DS, LL):
         for rnd in (1, 2):
             mine = [(i, j) for i, j in enumerate(jobs) if isinstance(j, (BenchLatencyJob, EngineJob))

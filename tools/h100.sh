@@ -23,7 +23,8 @@ step=${1:?step}; shift
 case "$step" in
   setup)
     if [ ! -d /root/site/vllm ]; then
-      cat /root/stage/p1 /root/stage/p2 /root/stage/p3 /root/stage/p4 | xz -d -T0 | tar -x -C /root || exit 1
+      # parts p1, p2, ... in order (however many the bundle was split into)
+      cat $(ls /root/stage/p* | sort -V) | xz -d -T0 | tar -x -C /root || exit 1
     fi
     echo "PYTHONDONTWRITEBYTECODE=${PYTHONDONTWRITEBYTECODE:-unset}"
     t0=$(date +%s.%N); python3 -c 'import vllm' 2>/dev/null; t1=$(date +%s.%N)
