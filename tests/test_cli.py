@@ -63,3 +63,13 @@ def test_bad_file_fails_fast_naming_file_and_key(tmp_path):
 def test_unknown_notebook_lists_available():
     r = _cli("run", "99_nothing")
     assert r.returncode == 2 and "03_batch_scaling" in r.stderr
+
+
+def test_measured_on_a_file_that_is_no_environment_record_is_one_line(tmp_path):
+    bad = tmp_path / "env.json"
+    bad.write_text('{"engine_kind": "cuda", "vllm_dist": "vllm"}')
+    r = _cli("run", "03_batch_scaling", "--profile", "gpu", "--measured-on", str(bad),
+             env={"SLMSTUDY_RUNS_DIR": str(tmp_path / "runs")})
+    assert r.returncode == 2
+    assert r.stderr.strip() == f"error: {bad}: not an environment record of a measuring machine (missing vllm)"
+    assert not (tmp_path / "runs").exists()  # refused before anything was planned or written

@@ -33,3 +33,22 @@ def test_a_changed_reference_changes_the_readme(monkeypatch, tmp_path):
     monkeypatch.setattr(paths, "reference_dir", lambda: ref)
     only_sweep = readme.results_block()
     assert "Batch scaling" in only_sweep and "Serving" not in only_sweep
+
+
+def test_study_minutes_of_lent_calls_and_of_a_pool_analysed_elsewhere():
+    import pandas as pd
+
+    # three calls of the lent machine: their totals add up, a job reused by a later call counts once
+    calls = pd.DataFrame([
+        {"job": "a", "kind": "engine", "wall_s": 300.0, "reused": False},
+        {"job": "study", "kind": "total", "wall_s": 330.0},
+        {"job": "a", "kind": "engine", "wall_s": 300.0, "reused": True},
+        {"job": "b", "kind": "serve", "wall_s": 200.0, "reused": False},
+        {"job": "01", "kind": "notebook", "wall_s": 30.0},
+        {"job": "study", "kind": "total", "wall_s": 240.0}])
+    minutes, jobs, nbs = readme.study_minutes(calls)
+    assert minutes == (330 + 240) / 60 == 9.5 and list(jobs["job"]) == ["a", "b"] and len(nbs) == 1
+    # no call totals (tools/pool_timing.py): the jobs' and the notebooks' own times
+    pool = calls[calls["kind"] != "total"].drop(columns="reused").drop_duplicates("job")
+    minutes, jobs, _ = readme.study_minutes(pool)
+    assert minutes == (300 + 200 + 30) / 60 and len(jobs) == 2

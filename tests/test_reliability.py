@@ -103,6 +103,24 @@ def test_kill_9_of_the_cli_leaves_no_engine_and_the_rerun_completes(notebook_pro
     runs = next((notebook_project / "outputs" / "runs" / "03_batch_scaling").glob("cpu-*/tables/runs.csv"))
     assert len(runs.read_text().strip().splitlines()) == 1 + 2  # header + 2 repetitions: nothing doubled
 
+    # The same pool analysed "elsewhere" (--measured-on: how a lent GPU's pool is
+    # analysed on another machine): as the machine that measured, nothing measured.
+    entry = next((notebook_project / "outputs" / "runs" / "pool").glob("tiny-qwen2__*/environment.json"))
+    there = _cli(notebook_project, "run", "03_batch_scaling", "--profile", "cpu", "-f", layer,
+                 "--measured-on", str(entry))
+    assert there.returncode == 0, there.stdout[-3000:] + there.stderr[-2000:]
+    assert "0 measured, " in there.stdout and "measuring nothing" in there.stdout
+    # The platform really comes from the file: a record of a machine with other
+    # cores plans another hardware probe, which this pool lacks, and nothing starts.
+    other = json.loads(entry.read_text())
+    other["cpu_count_logical"] = int(other["cpu_count_logical"]) + 14
+    (notebook_project / "other_env.json").write_text(json.dumps(other))
+    refused = _cli(notebook_project, "run", "03_batch_scaling", "--profile", "cpu", "-f", layer,
+                   "--measured-on", str(notebook_project / "other_env.json"))
+    assert refused.returncode != 0
+    assert "job(s) of the plan not in the pool" in refused.stderr and "hardware" in refused.stderr
+    assert "tiny-qwen2__" not in refused.stderr.split("not in the pool")[1]  # the engine job was found
+
 
 @pytest.mark.engine
 @ENGINE

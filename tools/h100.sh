@@ -7,9 +7,9 @@
 #   tools/h100.sh study [ARGS...]    `python -m slmstudy run --profile gpu ARGS` (what `make study` runs after
 #                                    its install step); stops inside the call's limit, resumes on the next call
 #   tools/h100.sh test               the gpu-marked tests, log in $OUT/gpu_tests.log
-#   tools/h100.sh pack NAME          pack every run folder and study timing into $OUT/NAME.tar.xz, and the
-#                                    measurement pool into $OUT/pool.tar.xz (a lost machine loses nothing)
-#   tools/h100.sh restore            unpack a pool carried back in .gpu-pool/pool.tar.xz (resume on a new machine)
+#   tools/h100.sh pack NAME          pack every run folder and study timing into $OUT/NAME.tar.xz.N, and the
+#                                    measurement pool into $OUT/pool.tar.xz.N (15 MiB parts; a lost machine loses nothing)
+#   tools/h100.sh restore            unpack a pool carried back in .gpu-pool/pool.tar.xz.N (resume on a new machine)
 #
 # Everything it prints comes back in the call's output; files through $OUT.
 set -uo pipefail
@@ -60,18 +60,22 @@ PY
     exit "${PIPESTATUS[0]}"
     ;;
   pack)
+    # Files come back from $OUT at 16 MiB each (8 at most): every archive is split
+    # into 15 MiB parts NAME.tar.xz.0, .1, ... (join with cat).
+    mkdir -p outputs/runs
     # Run folders are complete on their own (the pool stays behind: its rows are in them);
     # raw journals and traces stay behind too: their content is in tables/*.parquet.
-    mkdir -p outputs/runs
-    tar -C outputs/runs --exclude='pool' --exclude='*.jsonl' --exclude='.*' -cJf "$OUT/${1:-study}.tar.xz" .
+    tar -C outputs/runs --exclude='pool' --exclude='*.jsonl' --exclude='./.*' --exclude='*/.*' -cf - . \
+      | xz -T0 -6 | split -b 15M -d -a 1 - "$OUT/${1:-study}.tar.xz."
     # The pool whole (journals included: its manifests cover them), compile caches left out:
     # carried back to a new machine (`restore`), every finished job is reused there.
-    [ -d outputs/runs/pool ] && tar -C outputs/runs --exclude='compile-cache' --exclude='.lock' \
-      -cJf "$OUT/pool.tar.xz" pool
+    [ -d outputs/runs/pool ] && tar -C outputs/runs --exclude='compile-cache' --exclude='.lock' -cf - pool \
+      | xz -T0 -6 | split -b 15M -d -a 1 - "$OUT/pool.tar.xz."
     ls -la "$OUT"
     ;;
   restore)
-    mkdir -p outputs/runs && tar -C outputs/runs -xJf .gpu-pool/pool.tar.xz && ls outputs/runs/pool
+    mkdir -p outputs/runs && cat $(ls .gpu-pool/pool.tar.xz.* | sort -V) | xz -d | tar -C outputs/runs -x \
+      && ls outputs/runs/pool
     ;;
   *) echo "unknown step $step"; exit 2 ;;
 esac

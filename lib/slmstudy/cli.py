@@ -16,6 +16,7 @@ with the recorded root cause, and the exit code is non-zero if anything failed.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
@@ -101,13 +102,27 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _measured_on(path: str) -> None:
+    """Plan and analyse as the machine that measured (its environment.json says what it
+    was); the notebooks' kernels inherit it through the environment."""
+    from . import platform
+
+    plat = platform.measured_on(path)  # a bad file: one line, before anything runs
+    os.environ[platform.MEASURED_ON_ENV] = str(Path(path).resolve())
+    platform.detect.cache_clear()
+    print(f"measuring nothing: analysing as measured on {plat.gpu_name or f'{plat.cpu_count} CPUs'} "
+          f"({plat.vllm_dist} {plat.vllm_version}), from {path}", flush=True)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .study_run import StudyRun
 
+    if args.measured_on:
+        _measured_on(args.measured_on)
     notebooks = _select(args.notebooks, args.file)
     resolved = _check(notebooks, args.profile, args.file)
     run = StudyRun(resolved, args.profile, args.file, reuse_older=args.reuse_older, jobs=args.jobs,
-                   start_budget_s=args.start_budget)
+                   start_budget_s=args.start_budget, measure=not args.measured_on)
     previous = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         run.execute()
@@ -172,6 +187,10 @@ def main(argv: list[str] | None = None) -> int:
                            help="exit 0 even when some configurations failed (they are still reported)")
             p.add_argument("--jobs", type=int, default=0,
                            help="notebooks analysed at once after the measurements (default: up to 4)")
+            p.add_argument("--measured-on", metavar="ENVIRONMENT_JSON",
+                           help="measure nothing: plan and analyse a pool measured on another machine (a "
+                                "lent GPU) as that machine, whose environment.json (or a run folder or pool "
+                                "entry holding one) is named; a job the pool lacks is an error")
             p.add_argument("--start-budget", type=float, default=None, metavar="SECONDS",
                            help="start no new measurement after this many seconds; the notebooks wait for a "
                                 "later run to finish the plan (for machines lent by the call)")

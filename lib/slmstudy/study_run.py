@@ -47,7 +47,7 @@ class NotebookResult:
 
 class StudyRun:
     def __init__(self, resolved: dict[str, Resolved], profile: str, files: list[str], reuse_older: bool = False,
-                 jobs: int = 0, start_budget_s: float | None = None):
+                 jobs: int = 0, start_budget_s: float | None = None, measure: bool = True):
         self.resolved = resolved
         self.profile = profile
         self.files = files
@@ -60,6 +60,7 @@ class StudyRun:
         self.plan_seconds = 0.0
         self.stamp = time.strftime("%Y%m%d-%H%M%S")
         self.start_budget_s = start_budget_s
+        self.measure = measure  # False: analyse a pool measured elsewhere (--measured-on)
         self.unfinished: list[str] = []  # jobs the budget left for the next run
 
     # -------------------------------------------------------------- execute
@@ -71,7 +72,8 @@ class StudyRun:
                   flush=True)
             t0 = time.monotonic()
             try:
-                self.outcomes = executor.execute(jobs, self.pool, self.reuse_older, start_budget_s=self.start_budget_s)
+                self.outcomes = executor.execute(jobs, self.pool, self.reuse_older, start_budget_s=self.start_budget_s,
+                                                 measure=self.measure)
             except executor.OutOfTime as stop:
                 self.outcomes, self.unfinished = stop.done, stop.left
                 self.plan_seconds = time.monotonic() - t0

@@ -54,8 +54,10 @@ CONFIG_METRICS = {"weights_gib": "neutral", "kv_cache_gib": "neutral", "peak_dev
                   "engine_start_s": "lower"}
 # Parameters that shape no metric of a point both runs measured: which points and
 # models there are (rows are matched), how many repetitions (the CI says), limits
-# and the cross-check's own settings. A difference elsewhere makes rows not comparable.
-IGNORED_PARAMS = {"telemetry.interval_ms", "config_timeout_s", "engine.start_timeout_s", "bench_latency",
+# and the cross-check's own settings; the idle window before each configuration
+# (it adds the above-idle energy columns, which a run without it simply lacks).
+# A difference elsewhere makes rows not comparable.
+IGNORED_PARAMS = {"telemetry.interval_ms", "telemetry.idle_baseline_s", "config_timeout_s", "engine.start_timeout_s", "bench_latency",
                   "telemetry_overhead", "request_timeout_s", "models", "precisions", "workload.batch_sizes",
                   "workload.repetitions", "repetitions", "points", "closed_loop.concurrency", "open_loop.rates",
                   "cold_start", "agreement", "baseline", "weights_paths"}

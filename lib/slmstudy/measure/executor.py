@@ -110,9 +110,14 @@ class OutOfTime(SlmstudyError):
                          "run the same command again to resume")
 
 
+class NotMeasured(SlmstudyError):
+    """Asked to measure nothing (``--measured-on``), and the pool lacks jobs of the plan."""
+
+
 def execute(jobs: list[Job], pool: Pool, reuse_older: bool = False, progress: Progress = print,
-            start_budget_s: float | None = None) -> list[Outcome]:
-    """Run every job of ``jobs`` (a plan) that the pool does not hold complete.
+            start_budget_s: float | None = None, measure: bool = True) -> list[Outcome]:
+    """Run every job of ``jobs`` (a plan) that the pool does not hold complete;
+    with ``measure`` False, refuse (naming them all) before anything runs.
 
     A job whose results cannot be written (a full or read-only disk) stops the
     plan with one line naming the path; its entry has no status, so the next run
@@ -120,6 +125,10 @@ def execute(jobs: list[Job], pool: Pool, reuse_older: bool = False, progress: Pr
     ident = identity()
     label = identity_label(ident)
     todo = [j for j in jobs if pool.find(j, label, reuse_older).entry is None]
+    if todo and not measure:
+        older = "" if reuse_older else " (measured by other code? add --reuse-older)"
+        raise NotMeasured(f"{pool.root}: {len(todo)} job(s) of the plan not in the pool{older}: "
+                          f"{', '.join(j.key for j in todo)}; this run measures nothing")
     if todo:
         check_free_space(pool.root, len(todo))
     env: dict[str, Any] = {}

@@ -38,6 +38,7 @@ from ..engine.spec import EngineJob
 from ..errors import SlmstudyError
 from ..jobs import Job
 from ..params import Resolved, show
+from ..platform import MEASURED_ON_ENV
 from . import environment
 from .pool import Entry, Pool
 
@@ -113,8 +114,10 @@ class RunFolder(RunView):
         if not list(self.configs_dir.glob("*/status.json")):
             write_json(self.dir / "environment.json", env)
         with open(self.dir / "executions.jsonl", "a") as fh:
+            # where the analysis ran, which may not be where the rows were measured (--measured-on)
             fh.write(json.dumps({"started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "pid": os.getpid(),
-                                 "identity": env["identity"]}) + "\n")
+                                 "identity": env["identity"], "host": env.get("host"),
+                                 "measured_on": os.environ.get(MEASURED_ON_ENV)}) + "\n")
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
