@@ -41,14 +41,14 @@ def test_verdict_rules(d, lo, hi, sense, expected):
     assert compare.verdict(d, lo, hi, sense, (5, 5)) == expected
 
 
-def _run_folder(root, name, tok_s, device="NVIDIA H100 80GB HBM3", input_len=128, status="ok"):
+def _run_folder(root, name, tok_s, device="NVIDIA H100 80GB HBM3", input_len=128, status="ok", commit=None):
     folder = root / name
     (folder / "tables").mkdir(parents=True)
     params = {"models": ["tiny-qwen2"], "precision": "bf16",
               "workload": {"input_len": input_len, "output_len": 256, "batch_sizes": [1], "repetitions": 5}}
     (folder / "params.yaml").write_text(yaml.safe_dump({"notebook": "03_batch_scaling", "profile": "gpu",
                                                         "sources": [], "params": params}))
-    (folder / "environment.json").write_text(json.dumps({"gpu_name": device}))
+    (folder / "environment.json").write_text(json.dumps({"gpu_name": device, "git_commit": commit}))
     runs = pd.DataFrame({"model": "tiny-qwen2", "precision": "bf16", "point": "b1", "batch": 1, "config": "c",
                          "output_tok_s": tok_s})
     runs.to_parquet(folder / "tables" / "runs.parquet")
@@ -72,6 +72,15 @@ def test_same_faster_and_not_comparable(tmp_path):
     other_len = compare.compare_folders(a, _run_folder(tmp_path, "e", base, input_len=64))
     assert other_len.differing == ["workload.input_len (128 vs 64)"]
     assert compare.sentence(other_len).startswith("Not comparable")
+
+
+def test_comparison_names_the_commits_that_measured_each_side(tmp_path):
+    # a folder's path names it as it is now; the commits say what it held when compared
+    a = _run_folder(tmp_path, "a", [400.0, 402, 398], commit="40d5e04" + "0" * 33)
+    b = _run_folder(tmp_path, "b", [401.0, 399, 400])
+    c = compare.compare_folders(a, b)
+    compare.write(c, tmp_path / "out")
+    assert json.loads((tmp_path / "out" / "comparison.json").read_text())["commits"] == ["40d5e0400000", "unknown"]
 
 
 def test_refusals_are_one_line_each(tmp_path):

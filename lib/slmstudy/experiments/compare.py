@@ -92,6 +92,9 @@ class Comparison:
     hardware: tuple[str, str]
     rows: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    # which code measured each side ("unknown" where not recorded): a path names a
+    # folder as it is now, the commits say which measurement it held then
+    commits: tuple[str, str] = ("unknown", "unknown")
 
     @property
     def comparable(self) -> bool:
@@ -269,7 +272,8 @@ def compare_views(nb: str, a: RunView, b: RunView) -> Comparison:
         df = _with_prediction(df, a, b)
     notes = [] if spread is None else [f"run-to-run spread of fresh processes (batch-1 speed, cross-check rounds): "
                                        f"{100 * spread:.1f}% relative SD, added to the batch-1 throughput rows"]
-    return Comparison(nb, a.dir, b.dir, differing, hw, df, notes)
+    commits = tuple((v.environment().get("git_commit") or "unknown")[:12] for v in (a, b))
+    return Comparison(nb, a.dir, b.dir, differing, hw, df, notes, commits)
 
 
 def _with_prediction(df: pd.DataFrame, a: RunView, b: RunView) -> pd.DataFrame:
@@ -342,7 +346,7 @@ def write(c: Comparison, folder: Path) -> None:
 
     write_table(c.rows, folder / "comparison")
     write_json(folder / "comparison.json", {"notebook": c.notebook, "a": show(c.a), "b": show(c.b),
-                                            "hardware": list(c.hardware), "differing": c.differing,
+                                            "commits": list(c.commits), "hardware": list(c.hardware), "differing": c.differing,
                                             "sentence": sentence(c), "notes": c.notes,
                                             "counts": {k: int(v) for k, v in c.counts().items()}})
 
