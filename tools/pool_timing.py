@@ -17,13 +17,13 @@ the study's time is then the jobs' plus the notebooks', each where it ran.
 from __future__ import annotations
 
 import json
-import platform
 import sys
 from pathlib import Path
 
 import pandas as pd
 
 from slmstudy.results import timing
+from slmstudy.telemetry.cpu_reader import CpuReader
 
 
 def table(pool: Path) -> pd.DataFrame:
@@ -44,8 +44,9 @@ def table(pool: Path) -> pd.DataFrame:
 
 def with_notebooks(jobs: pd.DataFrame, study_timing: Path) -> pd.DataFrame:
     nbs = pd.read_csv(study_timing)
-    nbs = nbs[nbs["kind"] == "notebook"].assign(machine=f"{platform.processor() or platform.machine()} "
-                                                        f"(analysis: {platform.node()})")
+    cpu = CpuReader().device_info()
+    nbs = nbs[nbs["kind"] == "notebook"].assign(machine=f"{cpu['cpu_model']} x{cpu['cpu_count_logical']} "
+                                                        "(notebooks, measuring nothing)")
     return pd.concat([jobs, nbs], ignore_index=True)
 
 
@@ -54,7 +55,7 @@ def main(pool: Path, out: Path, notebooks: Path | None = None) -> int:
     if notebooks is not None:
         t = with_notebooks(t, notebooks)
     t.to_csv(out, index=False, float_format="%.1f")
-    print(f"{len(t)} jobs, {t['wall_s'].sum():.0f} s measured in all -> {out}")
+    print(f"{len(t)} rows, {t['wall_s'].sum():.0f} s in all -> {out}")
     return 0
 
 

@@ -246,18 +246,23 @@ def compare_lines() -> list[str]:
 
 
 def provenance_line() -> str:
-    """Which commits measured the references quoted: one, or say there are several."""
+    """Which commits measured the references quoted: one, or say there are several.
+    The report measures nothing: its rows are the notebooks' (its own record is of
+    the execution), so it is named apart."""
     commits = {}
-    for nb in ("01_model_vs_model", "02_precision", "03_batch_scaling", "04_serving", "00_report"):
+    for nb in ("01_model_vs_model", "02_precision", "03_batch_scaling", "04_serving"):
         v = _view(nb) or (RunView(_ref() / nb) if (_ref() / nb / "environment.json").exists() else None)
         if v is not None:
             env = v.environment()
             commits[nb] = (env.get("git_commit") or "")[:7] or "not recorded"
+    report = _ref() / "00_report" / "environment.json"
+    executed = (json.loads(report.read_text()).get("git_commit") or "")[:7] if report.exists() else ""
+    tail = f" The report (`00_report`, measuring nothing) was executed over them by {executed}." if executed else ""
     if len(set(commits.values())) <= 1:
-        return f"Every folder was measured by commit {next(iter(commits.values()), 'n/a')}."
+        return f"Every folder was measured by commit {next(iter(commits.values()), 'n/a')}.{tail}"
     return ("**These folders were measured by different commits** (" + ", ".join(f"{nb}: {c}" for nb, c in
             commits.items()) + "); regenerating all of them from one commit with `tools/h100.sh study` is "
-            "open work.")
+            "open work." + tail)
 
 
 def results_block() -> str:

@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from .. import paths
-from ..platform import detect
+from ..platform import MEASURED_ON_ENV, detect
 
 _PROBE = r"""
 import json, sys
@@ -117,7 +117,12 @@ def capture() -> dict[str, Any]:
     from ..telemetry.cpu_reader import CpuReader
 
     env.update(CpuReader().device_info())
-    if plat.has_cuda_gpu:
+    measured_on = os.environ.get(MEASURED_ON_ENV)
+    if measured_on:
+        # analysing a pool measured elsewhere: this record is of the analysing host; the
+        # platform fields above are the measuring machine's, whose record is named here
+        env["measured_on"] = measured_on
+    elif plat.has_cuda_gpu:
         try:
             from ..telemetry.nvml_reader import NvmlReader
 
