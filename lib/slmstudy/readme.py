@@ -72,6 +72,14 @@ def study_minutes(t: pd.DataFrame) -> tuple[float, pd.DataFrame, pd.DataFrame]:
     return total / 60, jobs, nbs
 
 
+def _where(t: pd.DataFrame, jobs: pd.DataFrame, nbs: pd.DataFrame) -> str:
+    """" (machine A: x min; machine B: y min)" when the jobs and notebooks ran on different machines."""
+    if "machine" not in t or t["machine"].nunique() <= 1:
+        return ""
+    return " (" + "; ".join(f"{k}: {g['wall_s'].sum() / 60:.1f} min" for k, g in
+                            pd.concat([jobs, nbs]).groupby("machine", sort=False)) + ")"
+
+
 def timing_lines() -> list[str]:
     path = _ref() / "study_timing.csv"
     if not path.exists():
@@ -79,10 +87,7 @@ def timing_lines() -> list[str]:
     t = pd.read_csv(path)
     minutes, jobs, nbs = study_minutes(t)
     start = jobs["engine_start_s"].fillna(0).sum() + jobs.get("import_s", pd.Series(dtype=float)).fillna(0).sum()
-    where = ""
-    if "machine" in t and t["machine"].nunique() > 1:
-        where = " (" + "; ".join(f"{k}: {g['wall_s'].sum() / 60:.1f} min" for k, g in
-                                 pd.concat([jobs, nbs]).groupby("machine", sort=False)) + ")"
+    where = _where(t, jobs, nbs)
     return [f"* **The whole study took {minutes:.1f} min**{where}: {len(jobs)} measurement jobs on the H100, "
             f"{len(nbs)} notebooks; vLLM imports and engine starts {start / 60:.1f} min of it. "
             f"{_link(path)} splits each job into launch, vLLM import, engine start (weight loading, "
@@ -293,10 +298,11 @@ def limitations_block() -> str:
     lines = []
     path = _ref() / "study_timing.csv"
     if path.exists():
-        total, _, _ = study_minutes(pd.read_csv(path))
+        t = pd.read_csv(path)
+        total, jobs, nbs = study_minutes(t)
         if total >= 15:
-            lines.append(f"* **The GPU study takes {total:.1f} min on the lent H100**, over the 15-minute target; "
-                         "where the time goes: `outputs/reference/h100/study_timing.csv`.")
+            lines.append(f"* **The GPU study takes {total:.1f} min**{_where(t, jobs, nbs)}, over the 15-minute "
+                         "target; where the time goes: `outputs/reference/h100/study_timing.csv`.")
     return "\n".join(lines) + ("\n" if lines else "")
 
 
