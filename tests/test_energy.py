@@ -111,7 +111,10 @@ H100 = paths.reference_dir() / "h100" / "03_batch_scaling" / "tables"
 @pytest.mark.skipif(not (H100 / "telemetry.parquet").exists(), reason="no committed H100 trace")
 def test_the_lent_h100s_readings_as_its_committed_traces_show_them():
     """Measured facts of the lent H100 (vLLM 0.26.0, 03_batch_scaling's reference): its energy
-    counter moves every 100 ms, and its power reading is a 1-second trailing mean."""
+    counter moves every 100 ms, and its power reading is a 1-second trailing mean. Reading the
+    counter between its updates made repetitions' mean power 25-33% less spread on the traces
+    of 40d5e04 and 5% less on 59f487e's (12 of 20 points): never more spread, by how much
+    depends on the host's day."""
     tel = pd.read_parquet(H100 / "telemetry.parquet")
     for config, g in tel.groupby("config"):
         assert energy.counter_period_s(g) == pytest.approx(0.1, abs=0.002), config
@@ -130,7 +133,7 @@ def test_the_lent_h100s_readings_as_its_committed_traces_show_them():
     d = pd.DataFrame(rows)
     power = d[["updates", "staircase"]].div(d["dt"], axis=0).assign(config=d["config"], point=d["point"])
     spread = power.groupby(["config", "point"]).agg(lambda x: x.std() / x.mean())
-    assert spread["updates"].median() < 0.85 * spread["staircase"].median()
+    assert spread["updates"].median() < spread["staircase"].median()
 
 
 def test_the_report_table_counts_checked_and_flagged_windows():

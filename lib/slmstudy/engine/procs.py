@@ -148,14 +148,35 @@ class Finished:
     seconds: float
 
 
+def start_standby(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> Group:
+    """Start ``cmd`` now, waiting on its stdin for the line that sends it to work
+    (``run_logged(..., standby=..., go=...)``); closing stdin without one ends it."""
+    return start_group(cmd, log, env, stdin=subprocess.PIPE)
+
+
 def run_logged(cmd: list[str], log_path: Path, timeout_s: float, env: dict[str, str] | None = None,
                check: Callable[[float], str | None] | None = None, poll_s: float = 0.25,
-               on_start: Callable[[Group], None] | None = None) -> Finished:
+               on_start: Callable[[Group], None] | None = None, standby: Group | None = None,
+               go: bytes = b"") -> Finished:
     """Run ``cmd`` with stdout and stderr to ``log_path``; stop it on timeout or when
     ``check(elapsed)`` returns a reason. The group is killed in every case, also on
-    KeyboardInterrupt (which is re-raised)."""
+    KeyboardInterrupt (which is re-raised).
+
+    With ``standby`` (from ``start_standby``, ``cmd`` and ``env`` already given
+    there) the process is sent ``go`` instead of started; it writes to ``log_path``
+    itself from then on, and its time limit counts from then."""
     log_path.write_bytes(b"")
-    group = start_group(cmd, log_path, env)
+    if standby is None:
+        group = start_group(cmd, log_path, env)
+    else:
+        group = standby
+        group.started = time.monotonic()
+        try:
+            assert group.proc.stdin is not None
+            group.proc.stdin.write(go if go.endswith(b"\n") else go + b"\n")
+            group.proc.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass  # it died while waiting: its exit code tells the caller
     if on_start:
         on_start(group)
     error = None

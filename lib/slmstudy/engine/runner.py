@@ -13,6 +13,7 @@ the job complete are written afterwards by the layer above, status last.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -114,8 +115,20 @@ def explain_failure(error: str | None, returncode: int | None, log: str, fatal: 
     return error, cause
 
 
-def run_engine_job(job: EngineJob, out: Path, cache_root: Path) -> RunResult:
-    """Run ``job`` in a child process writing into ``out``; never raises for a failed engine."""
+WORKER = [sys.executable, "-m", "slmstudy.engine.worker"]
+
+
+def start_standby(cache_root: Path, log: Path) -> procs.Group:
+    """A worker process for a later engine job of the model whose caches are at
+    ``cache_root``: it imports vLLM now and waits for ``run_engine_job(..., standby=)``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    return procs.start_standby([*WORKER, "--standby"], log, env=caches.env(cache_root))
+
+
+def run_engine_job(job: EngineJob, out: Path, cache_root: Path, standby: procs.Group | None = None) -> RunResult:
+    """Run ``job`` in a child process writing into ``out`` (``standby``: a process
+    from ``start_standby`` for the same cache root, sent the job instead of starting
+    one); never raises for a failed engine."""
     clean(out)
     job.save(out / "spec.json")
     cache_state = caches.prepare(cache_root, cold=job.start == "cold")
@@ -136,9 +149,10 @@ def run_engine_job(job: EngineJob, out: Path, cache_root: Path) -> RunResult:
     started = time.time()
     fin = None
     try:
-        fin = procs.run_logged([sys.executable, "-m", "slmstudy.engine.worker", str(out / "spec.json"), str(out)],
+        fin = procs.run_logged([*WORKER, str(out / "spec.json"), str(out)],
                                out / "engine.log", job.timeout_s, env=caches.env(cache_root),
-                               check=engine_start_check, on_start=record_group)
+                               check=engine_start_check, on_start=record_group, standby=standby,
+                               go=json.dumps([str(out / "spec.json"), str(out)]).encode())
     finally:
         (out / "running.json").unlink(missing_ok=True)
     after, returned = wait_memory_returned(mem_used, baseline)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import os
 import sys
 import time
@@ -252,7 +253,9 @@ async def _engine_report(engine: Any) -> dict[str, Any]:
         return {"report_error": f"{type(exc).__name__}: {exc}"}
 
 
-async def run(job: EngineJob, out: Path, journal: Journal) -> None:
+async def run(job: EngineJob, out: Path, journal: Journal, imported_s: float | None = None) -> None:
+    """Measure ``job`` into ``out``; ``imported_s``: vLLM was imported before the job
+    was handed to this process (a standby), taking that long."""
     spec = job.engine
     source = modeldir.prepare(spec.model, spec.precision, spec.weights, spec.weights_path)
     kwargs = engine_kwargs(source, spec.precision, spec.engine, spec.seed)
@@ -278,7 +281,8 @@ async def run(job: EngineJob, out: Path, journal: Journal) -> None:
             from vllm.engine.arg_utils import AsyncEngineArgs
             from vllm.v1.engine.async_llm import AsyncLLM
 
-            extra["import_s"] = time.perf_counter() - t_import
+            extra["import_s"] = time.perf_counter() - t_import if imported_s is None else imported_s
+            extra["import_prefetched"] = imported_s is not None
             t0 = time.perf_counter()
             engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**kwargs))
             start_s = time.perf_counter() - t0
@@ -294,6 +298,7 @@ async def run(job: EngineJob, out: Path, journal: Journal) -> None:
             vllm_version=vllm.__version__,
             start_s=start_s,
             import_s=extra["import_s"],
+            import_prefetched=extra["import_prefetched"],
             kv_blocks=blocks,
             block_size=cache.block_size,
             kv_capacity_tokens=(blocks * cache.block_size) if blocks else None,
@@ -323,16 +328,51 @@ async def run(job: EngineJob, out: Path, journal: Journal) -> None:
             sampler.stop()
 
 
+def standby() -> tuple[list[str], float] | None:
+    """Import vLLM now, then wait for the job: one line on stdin, ``["SPEC_JSON",
+    "OUT_DIR"]``, after which this process writes to ``OUT_DIR/engine.log``.
+
+    Why: importing vLLM takes 16-22 s per engine process on the lent H100, a tenth
+    of the study; a standby for the next job imports while the current one starts
+    its engine, and waits (blocked, no CPU) while it measures. Returns None when
+    the study closes stdin without a job (the next job was not needed)."""
+    t0 = time.perf_counter()
+    import vllm  # noqa: F401
+    from vllm.engine.arg_utils import AsyncEngineArgs  # noqa: F401
+    from vllm.v1.engine.async_llm import AsyncLLM  # noqa: F401
+
+    imported_s = time.perf_counter() - t0
+    line = sys.stdin.readline()
+    if not line.strip():
+        return None
+    args = json.loads(line)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(Path(args[1]) / "engine.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    print(f"[slmstudy] vLLM imported in {imported_s:.1f} s by this process while it stood by for this job",
+          flush=True)
+    return args, imported_s
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    imported_s = None
+    if argv == ["--standby"]:
+        handed = standby()
+        if handed is None:
+            return 0
+        argv, imported_s = handed
     if len(argv) != 2:
-        print("usage: python -m slmstudy.engine.worker SPEC_JSON OUT_DIR", file=sys.stderr)
+        print("usage: python -m slmstudy.engine.worker SPEC_JSON OUT_DIR  |  --standby", file=sys.stderr)
         return 2
     job = EngineJob.load(Path(argv[0]))
     out = Path(argv[1])
     journal = Journal(out / "events.jsonl")
     try:
-        asyncio.run(run(job, out, journal))
+        asyncio.run(run(job, out, journal, imported_s))
     except BaseException as exc:  # journal the cause, then fail loudly
         journal.write("fatal", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
         traceback.print_exc()

@@ -8,6 +8,7 @@ here raises for a failed measurement; it raises only for what must stop a study
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
 import time
@@ -20,10 +21,11 @@ import pandas as pd
 
 from ..atomic import write_text
 from ..engine import bench_latency, procs
-from ..engine.runner import RunResult, clean, run_engine_job
+from ..engine.runner import RunResult, clean, run_engine_job, start_standby
 from ..engine.spec import BenchLatencyJob, EngineJob
 from ..errors import SlmstudyError
 from ..jobs import HardwareProbeJob, Job, OverheadProbeJob, dump
+from ..platform import detect
 from ..results import engine_tables, serving_tables, timing
 from ..results.environment import capture, identity, identity_label
 from ..results.pool import Entry, Pool
@@ -62,10 +64,12 @@ def _probe(cmd: list[str], out: Path, result_file: str, timeout_s: float) -> Run
                      finished_at=time.time())
 
 
-def run_job(job: Job, out: Path, pool: Pool) -> tuple[RunResult, dict[str, pd.DataFrame]]:
-    """Measure one job into ``out``; its raw files and tables."""
+def run_job(job: Job, out: Path, pool: Pool, standby: procs.Group | None = None
+            ) -> tuple[RunResult, dict[str, pd.DataFrame]]:
+    """Measure one job into ``out``; its raw files and tables (``standby``: a worker
+    that already imported vLLM, for an engine job)."""
     if isinstance(job, EngineJob):
-        result = run_engine_job(job, out, pool.cache_root(job.engine.model))
+        result = run_engine_job(job, out, pool.cache_root(job.engine.model), standby)
         return result, engine_tables.build(out, job, result)
     if isinstance(job, BenchLatencyJob):
         result = bench_latency.run(job, out, pool.cache_root(job.engine.model))
@@ -114,14 +118,59 @@ class NotMeasured(SlmstudyError):
     """Asked to measure nothing (``--measured-on``), and the pool lacks jobs of the plan."""
 
 
+class Standbys:
+    """Worker processes importing vLLM for the next engine job while the current job
+    runs (``engine.worker --standby``): a tenth of the GPU study was imports.
+
+    One is started only beside a job that starts an engine or a server (never
+    beside a machine probe, which must have the host to itself), and only for a
+    next job that will run; it imports while the current engine starts, then waits
+    blocked, with no CPU, while the current job measures. Its own import time is
+    recorded with its job (``vllm_import_s``, ``vllm_import_prefetched``)."""
+
+    def __init__(self, pool: Pool, enabled: bool):
+        self.pool, self.enabled = pool, enabled
+        self.groups: dict[int, procs.Group] = {}
+
+    def prestart(self, index: int, job: Job) -> None:
+        if self.enabled and isinstance(job, EngineJob) and index not in self.groups:
+            log = self.pool.root / ".standby" / f"{job.key}.log"
+            self.groups[index] = start_standby(self.pool.cache_root(job.engine.model), log)
+
+    def take(self, index: int) -> procs.Group | None:
+        return self.groups.pop(index, None)
+
+    def close(self) -> None:
+        """Send every unused standby away: stdin closed without a job, then its group reaped."""
+        for group in self.groups.values():
+            with contextlib.suppress(OSError):
+                if group.proc.stdin:
+                    group.proc.stdin.close()
+            group.reap(grace_s=5)
+        self.groups.clear()
+
+
 def execute(jobs: list[Job], pool: Pool, reuse_older: bool = False, progress: Progress = print,
-            start_budget_s: float | None = None, measure: bool = True) -> list[Outcome]:
+            start_budget_s: float | None = None, measure: bool = True, prefetch: bool | None = None
+            ) -> list[Outcome]:
     """Run every job of ``jobs`` (a plan) that the pool does not hold complete;
     with ``measure`` False, refuse (naming them all) before anything runs.
 
     A job whose results cannot be written (a full or read-only disk) stops the
     plan with one line naming the path; its entry has no status, so the next run
-    measures it again."""
+    measures it again.
+
+    ``prefetch`` (default: on a CUDA machine) starts the next engine job's worker
+    beside the current job (``Standbys``)."""
+    standbys = Standbys(pool, detect().engine_kind == "cuda" if prefetch is None else prefetch)
+    try:
+        return _execute(jobs, pool, reuse_older, progress, start_budget_s, measure, standbys)
+    finally:
+        standbys.close()
+
+
+def _execute(jobs: list[Job], pool: Pool, reuse_older: bool, progress: Progress, start_budget_s: float | None,
+             measure: bool, standbys: Standbys) -> list[Outcome]:
     ident = identity()
     label = identity_label(ident)
     todo = [j for j in jobs if pool.find(j, label, reuse_older).entry is None]
@@ -155,7 +204,12 @@ def execute(jobs: list[Job], pool: Pool, reuse_older: bool = False, progress: Pr
                 progress(f"{head}: not reusing {reason}")
             progress(f"{head}: running ...")
             t0 = time.monotonic()
-            result, tables = run_job(job, entry.dir, pool)
+            if isinstance(job, (EngineJob, BenchLatencyJob, ServeJob)) and i < len(jobs):
+                nxt = jobs[i]  # the next job, if it will run: its worker imports vLLM beside this one
+                within = start_budget_s is None or time.monotonic() - started <= start_budget_s
+                if within and pool.find(nxt, label, reuse_older).entry is None:
+                    standbys.prestart(i, nxt)
+            result, tables = run_job(job, entry.dir, pool, standbys.take(i - 1))
             try:
                 write_text(entry.dir / "spec.json", dump(job) + "\n")  # what was asked, for every kind
                 env = env or capture()  # once per plan: it probes torch in a subprocess

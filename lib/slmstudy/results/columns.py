@@ -73,6 +73,8 @@ COLUMNS: dict[str, Column] = {
     "root_cause": Column("root cause", "", "vLLM's own error, or how the process died", (C, B)),
     "engine_start_s": Column("engine start", "s", "AsyncLLM.from_engine_args until ready (import excluded)", (C, T)),
     "vllm_import_s": Column("vLLM import", "s", "import of vLLM in the engine process", (C,)),
+    "vllm_import_prefetched": Column("import beforehand", "", "True: a standby process imported vLLM while the "
+                                     "previous job ran, before it was sent this job", (C,)),
     "compile_s": Column("torch.compile", "s", "as vLLM logs it", (C, T)),
     "graph_capture_s": Column("CUDA graphs", "s", "capture time as vLLM logs it", (C, T)),
     "compile_cache": Column("compile cache", "", "what the start found: emptied (cold start), empty or warm", (C,)),
@@ -124,7 +126,8 @@ COLUMNS: dict[str, Column] = {
     "job": Column("job", "", "a measurement of the plan, or a notebook", (T,)),
     "kind": Column("kind", "", "engine, bench_latency, serve, hardware, overhead_probe, notebook", (T,)),
     "launch_s": Column("launch", "s", "process start until the worker's first record", (T,)),
-    "import_s": Column("import vLLM", "s", "in the engine process", (T,)),
+    "import_s": Column("import vLLM", "s", "in the engine process, inside this job's time (0 when a standby "
+                       "imported it beside the previous job)", (T,)),
     "measure_s": Column("measuring", "s", "warm-ups, measured runs and checks (load levels for a server)", (T,)),
     "shutdown_s": Column("shutdown", "s", "engine shutdown", (T,)),
     "teardown_s": Column("teardown", "s", "after the worker's last record: process exit and device memory back", (T,)),

@@ -144,6 +144,7 @@ def config_row(job: EngineJob, records: list[dict[str, Any]], tel: pd.DataFrame,
         # start-up
         "engine_start_s": engine.get("start_s"),
         "vllm_import_s": engine.get("import_s"),
+        "vllm_import_prefetched": engine.get("import_prefetched"),
         **timings,
         "compile_s_worker": report.get("compile_time_s"),
         "engine_start_energy_j": energy_between(tel, start_phase["t0"], start_phase["t1"]) if start_phase

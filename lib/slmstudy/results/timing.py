@@ -36,7 +36,8 @@ def of_job(kind: str, out: Path, result: RunResult) -> dict[str, Any]:
         timings = vllm_log.engine_timings(log)
         t.update(
             launch_s=(first - result.started_at) if first else None,
-            import_s=engine.get("import_s"),
+            # inside this job's wall only: a standby imported vLLM beside the job before
+            import_s=0.0 if engine.get("import_prefetched") else engine.get("import_s"),
             engine_start_s=engine.get("start_s"),
             weights_load_s=timings.get("weights_load_s"),
             compile_s=timings.get("compile_s"),
