@@ -260,8 +260,7 @@ def provenance_line() -> str:
         if v is not None:
             env = v.environment()
             commits[nb] = (env.get("git_commit") or "")[:7] or "not recorded"
-    report = _ref() / "00_report" / "environment.json"
-    executed = (json.loads(report.read_text()).get("git_commit") or "")[:7] if report.exists() else ""
+    executed = (RunView(_ref() / "00_report").environment().get("git_commit") or "")[:7]
     tail = f" The report (`00_report`, measuring nothing) was executed over them by {executed}." if executed else ""
     if len(set(commits.values())) <= 1:
         return f"Every folder was measured by commit {next(iter(commits.values()), 'n/a')}.{tail}"

@@ -163,7 +163,7 @@ def run_logged(cmd: list[str], log_path: Path, timeout_s: float, env: dict[str, 
     KeyboardInterrupt (which is re-raised).
 
     With ``standby`` (from ``start_standby``, ``cmd`` and ``env`` already given
-    there) the process is sent ``go`` instead of started; it writes to ``log_path``
+    there) the process is sent ``go`` (one line) instead of started; it writes to ``log_path``
     itself from then on, and its time limit counts from then."""
     log_path.write_bytes(b"")
     if standby is None:
@@ -173,7 +173,7 @@ def run_logged(cmd: list[str], log_path: Path, timeout_s: float, env: dict[str, 
         group.started = time.monotonic()
         try:
             assert group.proc.stdin is not None
-            group.proc.stdin.write(go if go.endswith(b"\n") else go + b"\n")
+            group.proc.stdin.write(go)
             group.proc.stdin.close()
         except (BrokenPipeError, OSError):
             pass  # it died while waiting: its exit code tells the caller

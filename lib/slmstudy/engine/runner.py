@@ -152,7 +152,7 @@ def run_engine_job(job: EngineJob, out: Path, cache_root: Path, standby: procs.G
         fin = procs.run_logged([*WORKER, str(out / "spec.json"), str(out)],
                                out / "engine.log", job.timeout_s, env=caches.env(cache_root),
                                check=engine_start_check, on_start=record_group, standby=standby,
-                               go=json.dumps([str(out / "spec.json"), str(out)]).encode())
+                               go=json.dumps([str(out / "spec.json"), str(out)]).encode() + b"\n")
     finally:
         (out / "running.json").unlink(missing_ok=True)
     after, returned = wait_memory_returned(mem_used, baseline)

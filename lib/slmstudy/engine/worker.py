@@ -276,12 +276,12 @@ async def run(job: EngineJob, out: Path, journal: Journal, imported_s: float | N
 
     try:
         with journal.phase("engine_start") as extra:
-            t_import = time.perf_counter()
+            import_s = import_vllm()  # ~0 when a standby imported it already
             import vllm
             from vllm.engine.arg_utils import AsyncEngineArgs
             from vllm.v1.engine.async_llm import AsyncLLM
 
-            extra["import_s"] = time.perf_counter() - t_import if imported_s is None else imported_s
+            extra["import_s"] = import_s if imported_s is None else imported_s
             extra["import_prefetched"] = imported_s is not None
             t0 = time.perf_counter()
             engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**kwargs))
@@ -328,6 +328,16 @@ async def run(job: EngineJob, out: Path, journal: Journal, imported_s: float | N
             sampler.stop()
 
 
+def import_vllm() -> float:
+    """Import what an engine job needs of vLLM; how long it took (seconds)."""
+    t0 = time.perf_counter()
+    import vllm  # noqa: F401
+    from vllm.engine.arg_utils import AsyncEngineArgs  # noqa: F401
+    from vllm.v1.engine.async_llm import AsyncLLM  # noqa: F401
+
+    return time.perf_counter() - t0
+
+
 def standby() -> tuple[list[str], float] | None:
     """Import vLLM now, then wait for the job: one line on stdin, ``["SPEC_JSON",
     "OUT_DIR"]``, after which this process writes to ``OUT_DIR/engine.log``.
@@ -336,12 +346,7 @@ def standby() -> tuple[list[str], float] | None:
     of the study; a standby for the next job imports while the current one starts
     its engine, and waits (blocked, no CPU) while it measures. Returns None when
     the study closes stdin without a job (the next job was not needed)."""
-    t0 = time.perf_counter()
-    import vllm  # noqa: F401
-    from vllm.engine.arg_utils import AsyncEngineArgs  # noqa: F401
-    from vllm.v1.engine.async_llm import AsyncLLM  # noqa: F401
-
-    imported_s = time.perf_counter() - t0
+    imported_s = import_vllm()
     line = sys.stdin.readline()
     if not line.strip():
         return None

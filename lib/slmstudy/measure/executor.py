@@ -183,10 +183,15 @@ def _execute(jobs: list[Job], pool: Pool, reuse_older: bool, progress: Progress,
     env: dict[str, Any] = {}
     outcomes: list[Outcome] = []
     started = time.monotonic()
+    waiting = {id(j) for j in todo}
+
+    def spent() -> bool:
+        return start_budget_s is not None and time.monotonic() - started > start_budget_s
+
     for i, job in enumerate(jobs, 1):
         head = f"[{i}/{len(jobs)}] {job.key}"
         found = pool.find(job, label, reuse_older)
-        if found.entry is None and start_budget_s is not None and time.monotonic() - started > start_budget_s:
+        if found.entry is None and spent():
             # A lent machine's call has a hard limit: stop between jobs, not in one.
             raise OutOfTime(outcomes, [j.key for j in jobs[i - 1:] if pool.find(j, label, reuse_older).entry is None])
         if found.entry is not None:
@@ -206,8 +211,7 @@ def _execute(jobs: list[Job], pool: Pool, reuse_older: bool, progress: Progress,
             t0 = time.monotonic()
             if isinstance(job, (EngineJob, BenchLatencyJob, ServeJob)) and i < len(jobs):
                 nxt = jobs[i]  # the next job, if it will run: its worker imports vLLM beside this one
-                within = start_budget_s is None or time.monotonic() - started <= start_budget_s
-                if within and pool.find(nxt, label, reuse_older).entry is None:
+                if id(nxt) in waiting and not spent():
                     standbys.prestart(i, nxt)
             result, tables = run_job(job, entry.dir, pool, standbys.take(i - 1))
             try:
