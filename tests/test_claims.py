@@ -208,9 +208,9 @@ def test_unknown_metric_is_named(tmp_path):
 
 
 def test_unknown_model_and_precision_are_named(tmp_path):
-    msgs = _problems(tmp_path, {**ABSOLUTE, "select": {"model": "gpt-5", "precision": "int4"}})
+    msgs = _problems(tmp_path, {**ABSOLUTE, "select": {"model": "gpt-5", "precision": "int2"}})
     assert any("claim 'a000-abs'" in m and "key 'select.model'" in m and "unknown model 'gpt-5'" in m for m in msgs)
-    assert any("key 'select.precision'" in m and "unknown precision 'int4'" in m for m in msgs)
+    assert any("key 'select.precision'" in m and "unknown precision 'int2'" in m for m in msgs)
 
 
 def test_fields_of_another_kind_are_rejected(tmp_path):

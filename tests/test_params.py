@@ -54,8 +54,8 @@ def test_unknown_model_lists_allowed(project):
 
 
 def test_unknown_precision_lists_allowed(project):
-    [msg] = _problems(overrides={"precision": "int4"})
-    assert "key 'precision'" in msg and "unknown precision 'int4'" in msg and "fp8" in msg
+    [msg] = _problems(overrides={"precision": "int2"})
+    assert "key 'precision'" in msg and "unknown precision 'int2'" in msg and "fp8" in msg
 
 
 def test_literal_lists_allowed_values(project):

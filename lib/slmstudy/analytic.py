@@ -18,6 +18,9 @@ GIB = 1024**3
 
 _DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 _SUPPORTED_TYPES = {"qwen2", "llama"}
+# vLLM fuses the seven projections of a layer into four modules: qkv_proj, o_proj,
+# gate_up_proj, down_proj (per-module tensors are counted per fused module).
+_FUSED_MODULES_PER_LAYER = 4
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,20 @@ class Architecture:
         return self.q_dim + 2 * self.kv_dim + self.hidden + 2 * self.intermediate + self.hidden
 
     @property
+    def projections(self) -> list[tuple[int, int]]:
+        """(input features, output features) of q, k, v, o, gate, up and down."""
+        h, q, kv, i = self.hidden, self.q_dim, self.kv_dim, self.intermediate
+        return [(h, q), (h, kv), (h, kv), (q, h), (h, i), (h, i), (i, h)]
+
+    def linear_groups_per_layer(self, group_size: int) -> int:
+        """Scales of one layer's projections with one per ``group_size`` input
+        features of each output channel."""
+        for k, _ in self.projections:
+            if k % group_size:
+                raise ValueError(f"group size {group_size} does not divide {k} input features")
+        return sum(n * (k // group_size) for k, n in self.projections)
+
+    @property
     def small_params_per_layer(self) -> int:
         """Norm weights and q/k/v biases: kept in 16 bits by every quantisation."""
         bias = (self.q_dim + 2 * self.kv_dim) if self.qkv_bias else 0
@@ -128,6 +145,32 @@ def kv_dtype_bytes(precision: PrecisionSpec, kv_cache_dtype: str = "auto") -> in
     return _DTYPE_BYTES[precision.dtype]
 
 
+def _quantised_projection_bytes(arch: Architecture, precision: PrecisionSpec) -> int:
+    """The projections' bytes as vLLM creates them for a quantised precision:
+    ``weight_bits`` per weight (sub-byte weights packed into int32, 8 to an int32 at
+    4 bits), plus the scales the catalog's ``weight_scales`` describe (per tensor:
+    one per projection; per channel: one per output channel; per group: one per
+    ``group_size`` input features of each output channel), plus a packed zero point
+    per scale where there are zero points."""
+    scales = precision.weight_scales
+    if scales is None:
+        raise ValueError(f"precision {precision.key!r} is quantised but names no weight_scales")
+    if scales.per == "tensor":
+        n_scales = len(arch.projections)
+    elif scales.per == "channel":
+        n_scales = arch.linear_out_features_per_layer
+    else:
+        n_scales = arch.linear_groups_per_layer(int(scales.group_size or 0))
+    scale_bytes = _DTYPE_BYTES[scales.dtype or precision.dtype]
+    per_layer = arch.linear_params_per_layer * precision.weight_bits // 8 + n_scales * scale_bytes
+    if scales.zero_points:
+        per_layer += n_scales * precision.weight_bits // 8
+    if (precision.quantization_config or {}).get("format") == "pack-quantized":
+        # compressed-tensors keeps each packed module's unpacked shape: an int64 pair
+        per_layer += _FUSED_MODULES_PER_LAYER * 2 * 8
+    return arch.layers * per_layer
+
+
 def model_facts(cfg: dict[str, Any], precision: PrecisionSpec, kv_cache_dtype: str = "auto") -> ModelFacts:
     arch = Architecture.from_config(cfg)
     act = _DTYPE_BYTES[precision.dtype]
@@ -135,14 +178,9 @@ def model_facts(cfg: dict[str, Any], precision: PrecisionSpec, kv_cache_dtype: s
     small = arch.layers * arch.small_params_per_layer + arch.hidden
     embeddings = arch.embedding_params + arch.lm_head_params
     if precision.quantization_config or precision.quantization:
-        # Quantised projections: one byte per weight plus float32 scales (one per
-        # output channel for W8A8 int8, one per tensor for dynamic fp8).
-        # Embeddings, lm_head, norms and biases stay in the activation dtype.
-        if precision.quantization == "fp8":
-            scales = arch.layers * 7 * 4
-        else:
-            scales = arch.layers * arch.linear_out_features_per_layer * 4
-        weight_bytes = linear * precision.weight_bits // 8 + scales + (embeddings + small) * act
+        # Quantised projections; embeddings, lm_head, norms and biases stay in the
+        # activation dtype.
+        weight_bytes = _quantised_projection_bytes(arch, precision) + (embeddings + small) * act
     else:
         weight_bytes = (linear + small + embeddings) * act
     # vLLM keeps one cos/sin table of max_position x head_dim in the model dtype.

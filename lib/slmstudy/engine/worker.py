@@ -27,7 +27,7 @@ import numpy as np
 
 from .. import catalog, modeldir
 from ..telemetry.sampler import Sampler
-from .args import EXTENSION, engine_kwargs
+from .args import EXTENSION, engine_env, engine_kwargs
 from .journal import Journal
 from .spec import Agreement, EngineJob, HarnessCheck, OverheadCheck, Point
 
@@ -262,8 +262,12 @@ async def run(job: EngineJob, out: Path, journal: Journal, imported_s: float | N
     kwargs["worker_extension_cls"] = EXTENSION
     kwargs["disable_log_stats"] = True  # periodic stat logging is work the benchmark should not pay for
     vocab = catalog.model(spec.model).hf_config()["vocab_size"]
+    # Read by vLLM when the engine is built (vllm.envs is lazy), and inherited by the
+    # engine-core process it spawns: so set here, after a standby's import, is in time.
+    env = engine_env(spec.precision)
+    os.environ.update(env)
     journal.write("config", key=job.key, source=source.description, weights=source.weights,
-                  engine_kwargs=kwargs, pid=os.getpid())
+                  engine_kwargs=kwargs, engine_env=env, pid=os.getpid())
 
     sampler = Sampler.from_options(spec.telemetry, out / "telemetry.jsonl", root_pid=os.getpid())
     if sampler is not None:

@@ -196,3 +196,59 @@ def agreement(study: Study[Params]) -> pd.DataFrame:
     if not embed:
         out["embedding_cosine_note"] = "install slmstudy[quality] for embedding similarity"
     return out
+
+
+FOUR_BIT = ("int4", "awq")
+
+
+def four_bit(study: Study[Params], reference: str = "bf16") -> pd.DataFrame:
+    """Each 4-bit precision against ``reference`` at every batch, with a sentence
+    saying from the measurements why it is slower or faster there."""
+    s = summary(study)
+    present = set(s["precision"]) if not s.empty else set()
+    if not present & set(FOUR_BIT) or reference not in present:
+        return pd.DataFrame([{"note": f"needs {reference} and a 4-bit precision ({', '.join(FOUR_BIT)}) in "
+                                      "'precisions' (the gpu profile's layer params/02_precision/fourbit_gpu.yaml)"}])
+    weights = {(m, p): analytic.model_facts(catalog.model(m).hf_config(), catalog.precision(p)).weight_bytes
+               for m, p in s[["model", "precision"]].drop_duplicates().itertuples(index=False)}
+    return four_bit_table(s, weights, reference)
+
+
+def four_bit_table(s: pd.DataFrame, weight_bytes: dict[tuple[str, str], int], reference: str = "bf16") -> pd.DataFrame:
+    """Pure: ``s`` is ``summary``'s table (means with 95% CIs per model, precision
+    and batch). Faster or slower only when the two CIs do not overlap."""
+    rows = []
+    for (model, batch), g in s.groupby(["model", "batch"]):
+        ref = g[g["precision"] == reference]
+        if ref.empty:
+            continue
+        r = ref.iloc[0]
+        for _, q in g[g["precision"].isin(FOUR_BIT)].iterrows():
+            speed = q["output_tok_s"] / r["output_tok_s"]
+            nbytes = weight_bytes[(model, q["precision"])] / weight_bytes[(model, reference)]
+            rows.append({"model": model, "precision": q["precision"], "batch": batch,
+                         "output_tok_s": q["output_tok_s"], f"{reference}_tok_s": r["output_tok_s"],
+                         "speed_ratio": speed, "weight_bytes_ratio": nbytes,
+                         "why": _why(q, r, speed, nbytes, reference)})
+    return pd.DataFrame(rows)
+
+
+def _activity(q: pd.Series, r: pd.Series, col: str, name: str, reference: str) -> str | None:
+    if col in q and pd.notna(q.get(col)) and pd.notna(r.get(col)):
+        return f"{name} {q[col]:.0f}% against {r[col]:.0f}% for {reference}"
+    return None
+
+
+def _why(q: pd.Series, r: pd.Series, speed: float, nbytes: float, reference: str) -> str:
+    faster = q["output_tok_s_lo"] > r["output_tok_s_hi"]
+    slower = q["output_tok_s_hi"] < r["output_tok_s_lo"]
+    dram = _activity(q, r, "gpm_dram_bw_pct_mean", "DRAM bandwidth", reference)
+    tensor = _activity(q, r, "gpm_tensor_active_pct_mean", "tensor-core activity", reference)
+    seen = "; ".join(x for x in (dram, tensor) if x) or "no GPM reading on this machine says where the time went"
+    if faster:
+        return (f"faster ({speed:.2f}x): each step reads {nbytes:.2f}x the weight bytes, and reading them bounded "
+                f"the step more than unpacking 4-bit values costs ({seen})")
+    if slower:
+        return (f"slower ({speed:.2f}x) although each step reads only {nbytes:.2f}x the weight bytes: the step is not "
+                f"waiting on memory but on the kernel that unpacks and multiplies 4-bit weights ({seen})")
+    return f"no difference beyond the 95% intervals ({speed:.2f}x, {nbytes:.2f}x the weight bytes; {seen})"

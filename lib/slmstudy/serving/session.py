@@ -20,6 +20,7 @@ from typing import Any
 
 from ..atomic import write_json
 from ..engine import caches
+from ..engine.args import engine_env
 from ..engine.journal import Journal
 from ..engine.runner import RunResult, clean
 from ..telemetry import server_metrics
@@ -173,7 +174,7 @@ def run(job: ServeJob, out: Path, cache_root: Path) -> RunResult:
     served = tokenizer.prepare(spec.model, spec.precision, spec.weights, spec.weights_path)
     server = VllmServer.for_model(served, spec.precision, spec.engine, spec.seed, out / "server.log",
                                   log_stats=job.load.server_metrics, start_timeout_s=spec.engine.start_timeout_s,
-                                  env=caches.env(cache_root))
+                                  env={**caches.env(cache_root), **engine_env(job.engine.precision)})
     cache_state = caches.prepare(cache_root, cold=False)
     started = time.time()
     error = cause = None
