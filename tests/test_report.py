@@ -12,7 +12,11 @@ from slmstudy.experiments.base import Study
 
 @pytest.fixture(scope="module")
 def table(tmp_path_factory):
-    r = registry.resolve("00_report", "cpu", overrides={"source": str(paths.reference_dir() / "h100")})
+    # The GGUF files' sizes do not depend on the machine: the CPU reference of 06_edge
+    # measures them until the GPU host's is committed.
+    r = registry.resolve("00_report", "cpu", overrides={
+        "source": str(paths.reference_dir() / "h100"),
+        "runs": {"06_edge": str(paths.reference_dir() / "cpu" / "06_edge")}})
     study = Study(registry.experiment("00_report"), r, root=tmp_path_factory.mktemp("report"))
     runs = claims_report.find_runs(study)
     assert set(runs) == set(claims_report.SOURCES)
@@ -33,6 +37,8 @@ def test_verdict_counts(table):
     ("a002-speed", "holds"),                 # INT8 generates faster than FP32
     ("a001-speed-rtx3060", "not comparable"),  # an RTX 3060's number, shown beside an H100's
     ("a000-math-80", "untestable"),          # accuracy needs real weights and the data set
+    ("a000-gguf-q4-deepseek", "contradicted"),  # the Q4_K_M file measures 1.12 GB, not ~0.8
+    ("a000-gguf-q4-llama", "contradicted"),     # the stand-in's measures 0.80 GB, not ~0.6
 ])
 def test_verdicts_by_claim(table, claim, verdict):
     assert table.loc[claim, "verdict"] == verdict, table.loc[claim, "reason"]

@@ -18,10 +18,10 @@ LIB = paths.PACKAGE_DIR
 RANK = {
     "errors": 0, "paths": 0, "atomic": 0, "stats": 0, "quality": 0,
     "platform": 1, "catalog": 1, "hardware": 1,
-    "analytic": 2, "modeldir": 2,
+    "analytic": 2, "modeldir": 2, "gguf_files": 2,
     "params": 3, "roofline": 3,
     "claims": 4, "telemetry": 4,
-    "engine": 5,
+    "engine": 5, "edge": 5,
     "serving": 6,
     "jobs": 7,
     "results": 8,

@@ -26,6 +26,10 @@ case "$step" in
       # parts p1, p2, ... in order (however many the bundle was split into)
       cat $(ls /root/stage/p* | sort -V) | xz -d -T0 | tar -x -C /root || exit 1
     fi
+    # wheels the bundle lacks (xllamacpp for 06_edge), carried in .gpu-wheels/: a wheel is a zip
+    for w in .gpu-wheels/*.whl; do
+      [ -f "$w" ] && python3 -m zipfile -e "$w" /root/site && echo "unpacked $(basename "$w")"
+    done
     echo "PYTHONDONTWRITEBYTECODE=${PYTHONDONTWRITEBYTECODE:-unset}"
     t0=$(date +%s.%N); python3 -c 'import vllm' 2>/dev/null; t1=$(date +%s.%N)
     # The bundle is unpacked without bytecode; compile it once so that no engine

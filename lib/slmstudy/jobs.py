@@ -4,7 +4,9 @@
 * ``BenchLatencyJob``: vLLM's ``bench latency`` with an engine's arguments;
 * ``ServeJob``: ``vllm serve`` under load (``serving.spec``);
 * ``HardwareProbeJob``: the machine's memory bandwidth and matmul peaks;
-* ``OverheadProbeJob``: what the telemetry sampler costs a launch-bound loop.
+* ``OverheadProbeJob``: what the telemetry sampler costs a launch-bound loop;
+* ``EdgeJob``: llama.cpp running a GGUF file on the host's CPU cores (``edge.spec``);
+* ``GgufFileJob``: one GGUF file built and its size measured.
 
 Each has a ``key`` (readable), a ``digest`` (content) and ``satisfies(need)``: a
 job measured once can answer every notebook that asks for less.
@@ -18,6 +20,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field, TypeAdapter
 
+from .edge.spec import EdgeJob, GgufFileJob
 from .engine.spec import BenchLatencyJob, EngineJob, Frozen
 from .serving.spec import ServeJob
 
@@ -52,7 +55,8 @@ class OverheadProbeJob(Frozen):
         return self == need
 
 
-Job = Annotated[Union[EngineJob, BenchLatencyJob, ServeJob, HardwareProbeJob, OverheadProbeJob],
+Job = Annotated[Union[EngineJob, BenchLatencyJob, ServeJob, HardwareProbeJob, OverheadProbeJob, EdgeJob,
+                      GgufFileJob],
                 Field(discriminator="kind")]
 _ADAPTER: TypeAdapter[Job] = TypeAdapter(Job)
 

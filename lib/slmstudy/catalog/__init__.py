@@ -137,6 +137,29 @@ def _weight_scales(key: str, entry: dict[str, Any] | None) -> WeightScales | Non
     return scales
 
 
+@dataclass(frozen=True)
+class DeviceSpec:
+    """A device the articles quote but the study cannot run on (``devices.yaml``)."""
+
+    key: str
+    display: str
+    memory: str
+    bandwidth_gb_s: float
+    source: str
+    note: str = ""
+
+
+@functools.cache
+def devices() -> dict[str, DeviceSpec]:
+    out = {}
+    for key, entry in _read_yaml("devices.yaml").items():
+        try:
+            out[key] = DeviceSpec(key=key, **entry)
+        except TypeError as exc:
+            raise CatalogError(f"{_HERE / 'devices.yaml'}: device {key!r}: {exc}") from None
+    return out
+
+
 def model(key: str) -> ModelSpec:
     try:
         return models()[key]

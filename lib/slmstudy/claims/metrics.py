@@ -39,6 +39,8 @@ METRICS: dict[str, Metric] = {
     "max_context_tokens": Metric("the config's max_position_embeddings", "tokens", per_precision=False),
     "params_total": Metric("parameters in the model (tied weights counted once)", "params", per_precision=False),
     "params_non_embedding": Metric("params_total minus the input embedding", "params", per_precision=False),
+    "gguf_q4_k_m_file_gb": Metric("size on disk of the model's GGUF Q4_K_M file (06_edge builds it: llama.cpp's "
+                                  "Q4_K_M tensor types, random weights)", "GB", per_precision=False),
     "tensor_parallel_supported": Metric("1 if vLLM runs the model with tensor parallelism, else 0", "flag",
                                         per_precision=False),
     "paged_attention_supported": Metric("1 if vLLM serves the model from its paged KV cache, else 0", "flag",

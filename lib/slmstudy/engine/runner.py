@@ -91,13 +91,20 @@ def clean(out: Path) -> None:
         (out / name).unlink(missing_ok=True)
 
 
-def explain_failure(error: str | None, returncode: int | None, log: str, fatal: str | None) -> tuple[str | None, str | None]:
-    """(error, root cause) of a process that ended: what we stopped it for, what the
-    worker journaled, what vLLM's log says, or how the process died."""
+def worker_error(error: str | None, returncode: int | None, fatal: str | None) -> str | None:
+    """Whether a worker (of either engine) failed: what we stopped it for, else what it
+    journaled as fatal, else how it exited; None when it ended well."""
     if error is None and fatal is not None:
         error = fatal
     if error is None and returncode not in (0, None):
         error = f"worker {procs.describe_exit(returncode)}"
+    return error
+
+
+def explain_failure(error: str | None, returncode: int | None, log: str, fatal: str | None) -> tuple[str | None, str | None]:
+    """(error, root cause) of a process that ended: what we stopped it for, what the
+    worker journaled, what vLLM's log says, or how the process died."""
+    error = worker_error(error, returncode, fatal)
     if error is None:
         return None, None
     if error.startswith("TimeoutError"):

@@ -129,6 +129,14 @@ def serving_metrics(view: RunView, slo: float, level: int) -> list[dict[str, Any
     return rows
 
 
+def gguf_metrics(files: pd.DataFrame, source: str) -> list[dict[str, Any]]:
+    """The size on disk of each model's Q4_K_M file (06_edge's ``gguf_files``)."""
+    if files.empty:
+        return []
+    q4 = files[files["file_type"] == "Q4_K_M"].drop_duplicates("model")
+    return [row("gguf_q4_k_m_file_gb", r["model"], None, r["size_bytes"] / 1e9, "GB", source) for _, r in q4.iterrows()]
+
+
 def batch4_over_batch1(df: pd.DataFrame) -> pd.DataFrame:
     """How much a batch of 4 multiplies a single request's speed, per model and precision.
     The interval is conservative: the extremes of the two intervals' quotient."""
@@ -175,6 +183,8 @@ def measurements(models: list[str], runs: dict[str, RunView], roles: dict[str, d
         rows += point_metrics(view.table("runs"), src, mine)
     if "04_serving" in runs:
         rows += serving_metrics(runs["04_serving"], slo, serving_level)
+    if "06_edge" in runs:
+        rows += gguf_metrics(runs["06_edge"].table("gguf_files"), f"06_edge ({runs['06_edge'].dir.name})")
     df = pd.DataFrame(rows)
     df = pd.concat([df, batch4_over_batch1(df)], ignore_index=True)
     return df.drop_duplicates(["metric", "model", "precision"], keep="first").reset_index(drop=True)

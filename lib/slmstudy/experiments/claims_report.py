@@ -29,7 +29,7 @@ from .base import Experiment, Study
 from .claim_measurements import measurements as build_measurements
 
 NOTEBOOK = "00_report"
-SOURCES = ("01_model_vs_model", "02_precision", "03_batch_scaling", "04_serving")
+SOURCES = ("01_model_vs_model", "02_precision", "03_batch_scaling", "04_serving", "06_edge")
 ROLES = ("single_request", "batch4", "speed_test")
 
 
@@ -81,7 +81,7 @@ def find_runs(study: Study[Params]) -> dict[str, RunView]:
     found = {}
     for nb in SOURCES:
         folder = _folder(study, nb)
-        if any((folder / "tables" / f"{t}.parquet").exists() for t in ("runs", "configs", "levels")):
+        if any((folder / "tables" / f"{t}.parquet").exists() for t in ("runs", "configs", "levels", "gguf_files")):
             found[nb] = RunView(folder)
     return found
 

@@ -20,6 +20,7 @@ MODULES = {
     "03_batch_scaling": "batch_scaling",
     "04_serving": "serving",
     "05_compare": "compare",
+    "06_edge": "edge",
 }
 REPORTS = ("00_report", "05_compare")  # read other runs; run after the study notebooks
 

@@ -20,13 +20,15 @@ from typing import Any
 import pandas as pd
 
 from ..atomic import write_text
+from ..edge.runner import run_edge_job
+from ..edge.spec import EdgeJob, GgufFileJob
 from ..engine import bench_latency, procs
 from ..engine.runner import RunResult, clean, run_engine_job, start_standby
 from ..engine.spec import BenchLatencyJob, EngineJob
 from ..errors import SlmstudyError
 from ..jobs import HardwareProbeJob, Job, OverheadProbeJob, dump
 from ..platform import detect
-from ..results import engine_tables, serving_tables, timing
+from ..results import edge_tables, engine_tables, serving_tables, timing
 from ..results.environment import capture, identity, identity_label
 from ..results.pool import Entry, Pool
 from ..serving import session
@@ -49,6 +51,8 @@ class Outcome:
 
 def _labels(job: Job) -> dict[str, Any]:
     engine = getattr(job, "engine", None)
+    if isinstance(job, GgufFileJob):
+        return {"model": job.model, "precision": f"gguf-{job.file_type}"}
     return {"model": engine.model, "precision": engine.precision} if engine else {}
 
 
@@ -80,6 +84,13 @@ def run_job(job: Job, out: Path, pool: Pool, standby: procs.Group | None = None
     if isinstance(job, HardwareProbeJob):
         return _probe([sys.executable, "-m", "slmstudy.hardware", str(out / "hardware.json")], out,
                       "hardware.json", 900), {}
+    if isinstance(job, EdgeJob):
+        result = run_edge_job(job, out)
+        return result, edge_tables.build(out, job, result)
+    if isinstance(job, GgufFileJob):
+        result = _probe([sys.executable, "-m", "slmstudy.gguf_files", str(out / "gguf.json"), "--model", job.model,
+                         "--file-type", job.file_type, "--seed", str(job.seed)], out, "gguf.json", job.timeout_s)
+        return result, edge_tables.build_file(out, job, result)
     if isinstance(job, OverheadProbeJob):
         return _probe([sys.executable, "-m", "slmstudy.telemetry.overhead_probe", str(out / "probe.json"),
                        "--interval-ms", str(job.interval_ms), "--pairs", str(job.pairs)], out, "probe.json", 900), {}

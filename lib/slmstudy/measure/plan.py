@@ -12,13 +12,16 @@ Order:
    after its ``vllm bench latency`` runs when it has some (largest batch first);
 3. later cross-check rounds, models interleaved (so rounds sample the host at
    different times);
-4. servers, which reuse the compile caches the engines left.
+4. servers, which reuse the compile caches the engines left;
+5. GGUF files, then llama.cpp on the CPU cores (each file built before the first
+   job that runs it, and no GPU work beside them: on a GPU host they run last).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from ..edge.spec import EdgeJob, GgufFileJob
 from ..engine.spec import BenchLatencyJob, EngineJob, Point
 from ..jobs import HardwareProbeJob, Job, OverheadProbeJob
 from ..serving.spec import ServeJob
@@ -81,6 +84,8 @@ def order(jobs: list[Job]) -> list[Job]:
     engines = [j for j in jobs if isinstance(j, EngineJob)]
     benches = [j for j in jobs if isinstance(j, BenchLatencyJob)]
     servers = [j for j in jobs if isinstance(j, ServeJob)]
+    files = [j for j in jobs if isinstance(j, GgufFileJob)]
+    edges = [j for j in jobs if isinstance(j, EdgeJob)]
     # An engine's bench runs, largest batch first: the engine measures its
     # cross-check points smallest first, so each pair is about as far apart.
     bench_for: dict[tuple, list[BenchLatencyJob]] = {}
@@ -105,7 +110,7 @@ def order(jobs: list[Job]) -> list[Job]:
                 out += with_bench(job)
     # A bench run whose engine job is not in the plan still runs (before the servers).
     out += [b for b in benches if id(b) not in used]
-    return out + servers
+    return out + servers + files + edges
 
 
 def build(jobs: Iterable[Job]) -> list[Job]:

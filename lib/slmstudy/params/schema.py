@@ -59,13 +59,17 @@ class StudyParams(Strict):
         """Constraints of a notebook's own keys."""
         return []
 
+    def machine_check(self) -> list[Problem]:
+        """Constraints of a notebook's own keys that depend on this machine (its cores)."""
+        return []
+
 
 def cross_check(p: StudyParams, machine: bool = True) -> list[Problem]:
     """Every constraint between keys, each as a Problem. ``machine=False`` leaves
     out what depends on this machine (what its engine can run, how much KV cache
     its memory holds): validating a GPU profile's files on a machine without one."""
     out = [*_weights(p), *_engine_args(p), *_workloads(p, machine), *p.check()]
-    return [*out, *_precisions(p)] if machine else out
+    return [*out, *_precisions(p), *p.machine_check()] if machine else out
 
 
 def _weights(p: StudyParams) -> list[Problem]:

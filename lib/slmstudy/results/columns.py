@@ -177,6 +177,32 @@ COLUMNS: dict[str, Column] = {
     "bound": Column("bound by", "", "what limited a serving level: KV cache, queue, client, arrivals, GPU, host, CPU "
                     "or unclear (the rule is in 04_serving)", (A,)),
     "why": Column("because", "", "the numbers the rule read", (A,)),
+    # four-bit weights (02) and the edge engine (06)
+    "speed_ratio": Column("speed vs bf16", "x", "output tokens/s of the 4-bit precision over bf16's at the same batch",
+                          (A,)),
+    "weight_bytes_ratio": Column("weight bytes vs bf16", "x", "analytic weight bytes read per step over bf16's", (A,)),
+    "file_type": Column("GGUF type", "", "llama.cpp file type (F16, Q8_0, Q4_K_M, ...): per-tensor types as its "
+                        "quantizer picks them", (R, C, "gguf_files")),
+    "threads": Column("threads", "", "llama.cpp threads for prompt processing and generation", (R, C)),
+    "size_gb": Column("file size", "GB", "the GGUF file's size on disk, 1e9 bytes", (A,)),
+    "size_gib": Column("file size", "GiB", "the same in 2^30 bytes", (A,)),
+    "bits_per_weight": Column("bits per weight", "bit", "file size x 8 over the model's parameters (metadata "
+                              "included)", (C, "gguf_files")),
+    "bytes_read_per_token": Column("bytes read per token", "B", "weights one decoding step reads: every tensor once, "
+                                   "the token embedding one row unless it is also the output matrix",
+                                   (C, "gguf_files")),
+    "prompt_tok_s": Column("prompt", "tok/s", "llama.cpp's prompt-processing speed (its own timing)", (R,)),
+    "gen_tok_s": Column("generation", "tok/s", "llama.cpp's generation speed, first token excluded (its time is "
+                        "counted with the prompt)", (R,)),
+    "ttft_s": Column("time to first token", "s", "submit to the first streamed token", (R,)),
+    "rss_anon_mib": Column("resident, anonymous", "MiB", "the engine's heap after the request: repacked weights, "
+                           "KV cache, buffers (the mapped file's pages are rss_file_mib)", (R,)),
+    "other_cpu_cores_mean": Column("other CPU", "cores", "cores other processes took during the request (machine "
+                                   "CPU less the engine's)", (R,)),
+    "needed_gb_s": Column("bandwidth needed", "GB/s", "claimed tokens/s x bytes one token reads", (A,)),
+    "published_gb_s": Column("bandwidth published", "GB/s", "the device's peak memory bandwidth (catalog/devices.yaml)",
+                             (A,)),
+    "needed_pct_of_published": Column("needed / published", "%", "above 100: impossible as claimed", (A,)),
 }
 
 

@@ -43,12 +43,12 @@ from . import environment
 from .pool import Entry, Pool
 
 TABLES = ("configs", "runs", "requests", "telemetry", "phases", "point_errors", "overhead", "harness", "agreement",
-          "bench", "bench_runs", "levels", "timing", "server_metrics", "serve_crosscheck")
+          "bench", "bench_runs", "levels", "timing", "server_metrics", "serve_crosscheck", "gguf_files")
 CSV_TABLES = {"configs", "runs", "phases", "point_errors", "overhead", "harness", "bench", "bench_runs", "levels", "timing",
-              "serve_crosscheck"}
+              "serve_crosscheck", "gguf_files"}
 # Small files of a pool entry copied beside its tables (results a notebook shows).
 COPIED_FILES = ("spec.json", "status.json", "environment.json", "engine.log", "bench.log", "server.log", "probe.log", "bench.json",
-                "hardware.json", "probe.json", "server.json", "client_demo.json")
+                "hardware.json", "probe.json", "server.json", "client_demo.json", "gguf.json")
 # Tables whose rows belong to points: filtered to the notebook's points and renamed to its names.
 POINT_TABLES = ("runs", "requests", "point_errors")
 
@@ -223,7 +223,7 @@ def _copy_entry(entry: Entry, job: Job, target: Path) -> None:
             df = _restrict(df, names)
         elif name == "telemetry" and names is not None and "point_shape" in df:
             df = df.assign(point=df["point_shape"].map(lambda s: names.get(s, [None])[0]).fillna(df["point"]))
-        if name == "configs":
+        if name in ("configs", "gguf_files"):  # one row per job: which code measured it
             df = df.assign(config=job.key, **prov)
         elif "config" in df:
             df = df.assign(config=job.key)

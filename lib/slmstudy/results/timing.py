@@ -1,5 +1,5 @@
 """Where a study's wall time goes: one row per job, split into launching the
-process, importing vLLM, starting the engine (weight loading, torch.compile,
+process, importing vLLM (or llama.cpp's binding), starting the engine (weight loading, torch.compile,
 CUDA graphs as vLLM logs them), measuring, shutting down and waiting for the
 device memory to come back. Computed from a job's journal and result, so it is
 recorded with the job and read back by every notebook that used it."""
@@ -46,6 +46,13 @@ def of_job(kind: str, out: Path, result: RunResult) -> dict[str, Any]:
             shutdown_s=_phase_sum(records, ("shutdown",)),
             teardown_s=(result.finished_at - last) if last else None,
         )
+    elif kind == "edge":
+        records = journal_mod.read(out / "events.jsonl")
+        engine = next((r for r in records if r["type"] == "engine"), {})
+        first = next((r["t"] for r in records), None)
+        t.update(launch_s=(first - result.started_at) if first else None, import_s=engine.get("import_s"),
+                 engine_start_s=engine.get("load_s"), measure_s=_phase_sum(records, ("run",)),
+                 shutdown_s=_phase_sum(records, ("shutdown",)))
     elif kind == "serve":
         records = journal_mod.read(out / "events.jsonl")
         server = json.loads((out / "server.json").read_text()) if (out / "server.json").exists() else {}
