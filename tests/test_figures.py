@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from slmstudy import figures, paths
-from slmstudy.experiments import (batch_scaling, claims_report, model_vs_model, precision, registry, serving,
+from slmstudy.experiments import (batch_scaling, claims_report, edge, model_vs_model, precision, registry, serving,
                                   serving_bounds)
 from slmstudy.experiments.base import Study
 from slmstudy.params import Resolved
@@ -53,6 +53,10 @@ def timeline_poisson(study):
     return serving_bounds.figure_timelines(study, "rate")
 
 
+def edge_scaling(study):
+    return edge.scaling_figure(study, edge.speed(study))
+
+
 CASES = {
     "01_model_vs_model": [model_vs_model.speed_figure, figures.memory_picture, figures.utilization_traces],
     "02_precision": [precision.figure, figures.utilization_traces, figures.memory_picture],
@@ -60,6 +64,7 @@ CASES = {
                          figures.memory_picture],
     "04_serving": [serving.figure_latency_throughput, serving.figure_distributions, figures.utilization_traces,
                    timeline_closed_loop, timeline_poisson],
+    "06_edge": [edge_scaling],
 }
 
 

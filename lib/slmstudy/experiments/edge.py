@@ -19,6 +19,7 @@ Batch is one throughout: one user on one device, as the articles test it.
 
 from __future__ import annotations
 
+import textwrap
 from typing import Annotated, Any, Literal
 
 import pandas as pd
@@ -272,7 +273,7 @@ def scaling_figure(study: Study[Params], speed_df: pd.DataFrame) -> Any:
     import matplotlib.pyplot as plt
 
     models = list(dict.fromkeys(speed_df["model"]))
-    fig, axes = plt.subplots(2, len(models), figsize=(5.2 * len(models), 7), squeeze=False)
+    fig, axes = plt.subplots(2, len(models), figsize=(6.2 * len(models), 8), squeeze=False, layout="constrained")
     for j, model in enumerate(models):
         mine = speed_df[speed_df["model"] == model]
         for i, (col, label) in enumerate([("gen_tok_s", "generation (tok/s)"), ("prompt_tok_s", "prompt (tok/s)")]):
@@ -286,6 +287,18 @@ def scaling_figure(study: Study[Params], speed_df: pd.DataFrame) -> Any:
             ax.get_xaxis().set_major_formatter(plt.ScalarFormatter())
             ax.set_xlabel("threads")
             ax.set_ylabel(label)
-            ax.set_title(model_name(model))
-            ax.legend(title="GGUF")
-    return finish(fig, study, "edge_scaling", study.caption(extra="llama.cpp (xllamacpp), batch 1"))
+            if i == 0:
+                ax.set_title(textwrap.fill(model_name(model), 45), fontsize=11)
+            ax.legend(title="GGUF", fontsize=9)
+    return finish(fig, study, "edge_scaling", caption(study))
+
+
+def caption(study: Study[Params]) -> str:
+    """Device, engine and weights, as every figure says them (the vLLM version, which
+    ``Study.caption`` names, plays no part here)."""
+    env = study.environment()
+    cfg = study.table("configs")
+    version = cfg["engine_version"].dropna().iloc[0] if "engine_version" in cfg and cfg["engine_version"].notna().any() \
+        else "?"
+    device = f"CPU ({env.get('cpu_model')}, {env.get('cpu_count_logical')} cores)"
+    return f"{device} | llama.cpp via xllamacpp {version} | random weights in GGUF files | one request at a time"
