@@ -139,3 +139,111 @@ def test_parameter_count_matches_transformers(key):
 def test_unsupported_architecture_raises():
     with pytest.raises(ValueError, match="model_type"):
         analytic.Architecture.from_config({"model_type": "mamba"})
+
+
+# --- GGUF Q4_K_M in vLLM (vllm-gguf-plugin): the file's blocks as they are ------------------------
+
+@pytest.fixture(scope="module")
+def gguf_cache(tmp_path_factory):
+    """A private cache for the GGUF builds, as in test_gguf_files."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SLMSTUDY_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    yield
+    mp.undo()
+
+
+def _vllm_bytes_from_file_plan(model: str, file_type: str = "Q4_K_M") -> tuple[int, int]:
+    """(the file's tensor bytes, what vLLM's GGUF loader allocates for them), worked out
+    tensor by tensor from the file's own plan, not from the analytic model:
+    the F32 norms and biases become bf16 parameters, llama3's rope_freqs is not loaded,
+    the shards of qkv_proj and gate_up_proj are padded to the widest shard's row bytes,
+    and each quantised module keeps a uint8 ggml type id per shard (7 a layer, 1 for the
+    embedding, 1 for an untied lm_head)."""
+    from slmstudy.gguf_files.layout import plan
+    from slmstudy.gguf_files.types import file_type as lookup
+
+    cfg = catalog.model(model).hf_config()
+    arch = analytic.Architecture.from_config(cfg)
+    assert arch.vocab % 64 == 0  # vLLM pads the vocabulary to 64 rows: nothing to pad here
+    tensors = plan(cfg, lookup(file_type))
+    by_name = {t.name: t for t in tensors}
+    file_bytes = sum(t.nbytes for t in tensors)
+    one_d = [t for t in tensors if len(t.ne) == 1]
+    vllm = file_bytes - sum(t.nbytes for t in one_d)
+    vllm += 2 * sum(t.n_elements for t in one_d if t.role != "rope_freqs")
+    for i in range(arch.layers):
+        for fused in (("attn_q", "attn_k", "attn_v"), ("ffn_gate", "ffn_up")):
+            shards = [by_name[f"blk.{i}.{name}.weight"] for name in fused]
+            widest = max(t.nbytes // t.n_rows for t in shards)
+            vllm += sum(t.n_rows * widest - t.nbytes for t in shards)
+    vllm += 7 * arch.layers + (1 if arch.tied_embeddings else 2)
+    return file_bytes, vllm
+
+
+def test_gguf_weights_by_hand():
+    # DeepSeek Q4_K_M (test_gguf_files: output, and attn_v/ffn_down of the 14 use_more_bits
+    # layers in Q6_K, every other 2-D tensor Q4_K). Row bytes: 1536 wide Q4_K 6 x 144 = 864,
+    # Q6_K 6 x 210 = 1260; 8960 wide Q4_K 35 x 144 = 5040, Q6_K 35 x 210 = 7350.
+    # token_embd 151,936 x 864 = 131,272,704; output 151,936 x 1260 = 191,439,360.
+    # A plain layer: q 1536 x 864 + k, v 2 x 256 x 864 + o 1536 x 864 + gate, up 2 x 8960 x 864
+    #   + down 1536 x 5040 = 26,320,896 (qkv all Q4_K: no padding).
+    # A use_more_bits layer: v 256 x 1260, down 1536 x 7350: 29,970,432 in the file; vLLM pads
+    #   qkv to 2048 rows x 1260 = 2,580,480 instead of 1,327,104 + 221,184 + 322,560: +709,632.
+    # ggml type ids: 7 bytes a layer + embedding + lm_head; norms and biases
+    #   (28 x (2 x 1536 + 2048) + 1536 = 144,896) in bf16: 289,792 (579,584 in the file's F32).
+    ds = 131_272_704 + 191_439_360 + 14 * 26_320_896 + 14 * (29_970_432 + 709_632) + 28 * 7 + 2 + 289_792
+    assert _facts(DS, "gguf-q4_k_m").weight_bytes == ds == 1_121_015_494
+    # plus the rope cache (32 MiB), as for every precision: 1.0753 GiB, a third of bf16's 3.3413
+    assert _facts(DS, "gguf-q4_k_m").weights_gib == pytest.approx(1.0753, abs=1e-4)
+    # Llama Q4_K_M: tied, so token_embd is the output matrix in Q6_K: 128,256 x 8 x 210 = 215,470,080.
+    # 2048 wide: Q4_K 1152, Q6_K 1680 bytes a row; 8192 wide: 4608 and 6720.
+    # A plain layer: q 2048 x 1152 + k, v 2 x 512 x 1152 + o 2048 x 1152 + gate, up, down 3 x 9,437,184
+    #   = 34,209,792; a use_more_bits layer (8 of 16): v 512 x 1680, down 2048 x 6720 -> 38,805,504,
+    #   and qkv padded to 3072 x 1680 = 5,160,960 instead of 3,809,280: +1,351,680.
+    # norms 16 x 4096 + 2048 = 67,584 in bf16; rope_freqs (F32 in the file) not loaded.
+    ll = 215_470_080 + 1 + 8 * (34_209_792 + 7) + 8 * (38_805_504 + 1_351_680 + 7) + 67_584 * 2
+    assert _facts(LL, "gguf-q4_k_m").weight_bytes == ll == 810_541_169
+    assert _facts(LL, "gguf-q4_k_m").weights_gib == pytest.approx(0.7705, abs=1e-4)
+    # tiny-qwen2 (test_gguf_files: the file's tensors are 34,379,776 bytes): its 4,608 bytes of
+    # F32 norms and biases are 2,304 in bf16; layer 1's qkv (q, k Q5_0 at 88 bytes a row, v Q8_0
+    # at 136) is padded to 256 rows x 136 = 34,816 instead of 25,600: +9,216; 2 x 7 + 2 type ids.
+    assert _facts("tiny-qwen2", "gguf-q4_k_m").weight_bytes == 34_379_776 - 4_608 + 2_304 + 9_216 + 16 == 34_386_704
+
+
+@pytest.mark.parametrize("model", [DS, LL])
+def test_gguf_weights_follow_the_files_tensor_plan(model):
+    # The real models' files are 0.8-1.1 GB to write: build() sums its tensor_bytes from this
+    # same plan (test_gguf_files checks the written bytes on the tiny models).
+    file_bytes, vllm = _vllm_bytes_from_file_plan(model)
+    assert _facts(model, "gguf-q4_k_m").weight_bytes == vllm
+    if model == DS:
+        # 1,111,370,240 in the file, less 289,792 for F32 -> bf16, plus 9,934,848 of padding and 198 ids
+        assert file_bytes == 1_111_370_240 and vllm == file_bytes - 289_792 + 9_934_848 + 198
+
+
+def test_gguf_weights_follow_the_built_file(gguf_cache):
+    from slmstudy.gguf_files import build
+
+    f = build("tiny-qwen2", "Q4_K_M")
+    file_bytes, vllm = _vllm_bytes_from_file_plan("tiny-qwen2")
+    assert f.tensor_bytes == file_bytes == 34_379_776
+    assert _facts("tiny-qwen2", "gguf-q4_k_m").weight_bytes == vllm
+
+
+def test_every_gguf_precision_names_a_known_file_type():
+    from slmstudy.catalog import gguf_types
+
+    ggufs = [p for p in catalog.precisions().values() if p.gguf_file_type]
+    assert ggufs, "the catalog should hold a GGUF precision"
+    for p in ggufs:
+        assert gguf_types.file_type(p.gguf_file_type).name == p.gguf_file_type
+        assert p.engines["cpu"].unsupported and p.engines["cuda"].requires == ("vllm_gguf_plugin",)
+
+
+def test_analytic_imports_no_gguf():
+    # gguf-py takes over a second to import: the analytic model loads it only for a GGUF precision
+    import subprocess
+    import sys
+
+    code = "import sys, slmstudy.analytic; assert 'gguf' not in sys.modules, 'analytic imported gguf'"
+    subprocess.run([sys.executable, "-c", code], check=True)

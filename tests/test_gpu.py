@@ -5,7 +5,8 @@
 * for both real architectures (dummy weights), what vLLM reports agrees with the
   analytic model: weights within 5%, parameters and KV-cache bytes per token
   exactly, and the KV capacity is the KV memory over bytes per token; DeepSeek's
-  4-bit precisions (int4 W4A16, awq) weigh within 5% of the analytic model too;
+  4-bit precisions (int4 W4A16, awq) weigh within 5% of the analytic model too, and
+  so does the study's GGUF Q4_K_M file run by vLLM (vllm-gguf-plugin) beside bf16;
 * batch-1 runs last long enough (about 1.2 s, over 20 samples at 20 Hz, longer
   than NVML's utilisation window) that ``utilization.gpu`` and GPM SM activity can
   be compared: the first overstates how busy the SMs are;
@@ -103,6 +104,50 @@ def test_four_bit_weights_agree_with_analytic(four_bit, precision):
     log = cfg.get("weights_gib_log")
     if isinstance(log, float) and not math.isnan(log):  # the log line was found
         assert log == pytest.approx(facts.weights_gib, rel=0.05)
+
+
+@pytest.fixture(scope="module")
+def gguf(module_project):
+    """DeepSeek in bf16 and as the study's GGUF Q4_K_M file (random weights, llama.cpp's
+    tensor types; vLLM 0.26 reads it through vllm-gguf-plugin), a short run each. The
+    file (1.1 GB) is built on first use and cached."""
+    study = open_study("02_precision", profile="gpu", overrides={
+        "precisions": ["bf16", "gguf-q4_k_m"], "baseline": "bf16",
+        "workload": {"input_len": 64, "output_len": 64, "batch_sizes": [1, 8], "repetitions": 1},
+    })
+    study.run()
+    return study
+
+
+def test_gguf_q4_k_m_runs_beside_bf16_and_weighs_what_the_analytic_model_says(gguf):
+    model = "deepseek-r1-distill-qwen-1.5b"
+    cfg = gguf.table("configs").set_index("precision")
+    for precision in ("bf16", "gguf-q4_k_m"):
+        # a missing plugin reads here as "needs the Python module(s) vllm_gguf_plugin ..."
+        assert cfg.loc[precision, "status"] == "ok", cfg.loc[precision, "root_cause"]
+    row = cfg.loc["gguf-q4_k_m"]
+    kwargs = json.loads(row["engine_kwargs"])
+    assert kwargs["model"].endswith(".gguf") and kwargs["load_format"] == "gguf" and kwargs["quantization"] == "gguf"
+    assert kwargs["hf_config_path"] and kwargs["skip_tokenizer_init"] is True
+    assert "GGUF Q4_K_M file" in row["weights_source"]
+    # vLLM multiplied the GGUF blocks (not weights it dequantised or made up)
+    assert "GGUFLinearMethod" in json.loads(row["linear_kernels"])
+    # every batch generated its tokens: 64 per request
+    runs = gguf.table("runs")
+    g = runs[runs["precision"] == "gguf-q4_k_m"]
+    assert set(g["batch"]) == {1, 8} and (g["output_tokens"] == g["batch"] * 64).all()
+    facts = analytic.model_facts(catalog.model(model).hf_config(), catalog.precision("gguf-q4_k_m"))
+    assert row["weights_gib_from"] == "vLLM"
+    assert row["weights_gib"] == pytest.approx(facts.weights_gib, rel=0.05)  # analytic 1.0753 GiB
+    log = row.get("weights_gib_log")
+    if isinstance(log, float) and not math.isnan(log):  # the log line was found
+        assert log == pytest.approx(facts.weights_gib, rel=0.05)
+    # The parameter tensors themselves, exactly as the analytic model lays them out: the
+    # file's blocks (padded fused modules, type ids) in uint8, norms and biases in bf16.
+    by_dtype = json.loads(row["param_bytes_by_dtype"])
+    small = 2 * (28 * (2 * 1536 + 2048) + 1536)
+    assert by_dtype.get("bfloat16") == small
+    assert by_dtype.get("uint8") == pytest.approx(facts.weight_bytes - small, rel=0.01)
 
 
 def test_gpu_runs_have_true_utilisation_and_energy(engines):

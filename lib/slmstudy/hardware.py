@@ -36,9 +36,9 @@ DATASHEET: dict[str, dict[str, float]] = {
 }
 
 # The dtype whose tensor-core peak bounds each precision's matrix products.
-# W4A16 (int4, awq) unpacks its weights and multiplies in bf16.
+# W4A16 (int4, awq) and GGUF unpack their weights and multiply in bf16.
 PRECISION_COMPUTE = {"fp32": "fp32", "bf16": "bf16", "fp16": "fp16", "int8": "int8", "fp8": "fp8", "int4": "bf16",
-                     "awq": "bf16"}
+                     "awq": "bf16", "gguf-q4_k_m": "bf16"}
 
 
 def datasheet_for(device_name: str | None) -> dict[str, float]:

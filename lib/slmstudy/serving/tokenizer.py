@@ -168,7 +168,8 @@ def prepare(model_key: str, precision_key: str, weights: str, weights_path: str 
     source = modeldir.prepare(model_key, precision_key, weights, weights_path)
     if source.weights != "dummy":
         return ServedModel(source, None, f"the model's own tokenizer ({source.model})", exact_counts=False)
-    config = json.loads((Path(source.model) / "config.json").read_text())
+    # a GGUF model is a file: its architecture config is in hf_config_path
+    config = json.loads((Path(source.hf_config_path or source.model) / "config.json").read_text())
     return ServedModel(source, str(tokenizer_folder(model_key, config)), GENERATED, exact_counts=True)
 
 
