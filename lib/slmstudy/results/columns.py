@@ -180,6 +180,8 @@ COLUMNS: dict[str, Column] = {
     # four-bit weights (02) and the edge engine (06)
     "speed_ratio": Column("speed vs bf16", "x", "output tokens/s of the 4-bit precision over bf16's at the same batch",
                           (A,)),
+    "bf16_tok_s": Column("bf16", "tok/s", "bf16's output tokens/s at the same batch (the 4-bit table's reference)",
+                         (A,)),
     "weight_bytes_ratio": Column("weight bytes vs bf16", "x", "analytic weight bytes read per step over bf16's", (A,)),
     "file_type": Column("GGUF type", "", "llama.cpp file type (F16, Q8_0, Q4_K_M, ...): per-tensor types as its "
                         "quantizer picks them", (R, C, "gguf_files")),
