@@ -12,11 +12,9 @@ from slmstudy.experiments.base import Study
 
 @pytest.fixture(scope="module")
 def table(tmp_path_factory):
-    # The GGUF files' sizes do not depend on the machine: the CPU reference of 06_edge
-    # measures them until the GPU host's is committed.
-    r = registry.resolve("00_report", "cpu", overrides={
-        "source": str(paths.reference_dir() / "h100"),
-        "runs": {"06_edge": str(paths.reference_dir() / "cpu" / "06_edge")}})
+    # The layer the committed report was executed with: the H100 references, and the GGUF
+    # files' sizes (which do not depend on the machine) from the CPU reference of 06_edge.
+    r = registry.resolve("00_report", "cpu", params_file=str(paths.params_dir() / "00_report" / "reference_h100.yaml"))
     study = Study(registry.experiment("00_report"), r, root=tmp_path_factory.mktemp("report"))
     runs = claims_report.find_runs(study)
     assert set(runs) == set(claims_report.SOURCES)

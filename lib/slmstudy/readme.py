@@ -228,7 +228,18 @@ def claims_lines() -> list[str]:
     text = ", ".join(f"{int(counts[k])} {k}" for k in ("holds", "contradicted", "not supported", "not comparable",
                                                        "untestable") if k in counts)
     return [f"* **Every claim of the articles** ({len(table)}) beside our measurement: {text}. The table with "
-            "each verdict's reason: [`docs/claims.md`](docs/claims.md)."]
+            f"each verdict's reason: [`docs/claims.md`](docs/claims.md).{_other_sources()}"]
+
+
+def _other_sources() -> str:
+    """Run folders the report read from outside the H100 references (its ``runs`` key),
+    each with the commit that measured it."""
+    params = RunView(_ref() / "00_report").params_file() or {}
+    parts = []
+    for nb, folder in sorted(((params.get("params") or {}).get("runs") or {}).items()):
+        env = RunView(paths.project_root() / folder).environment()
+        parts.append(f"{nb} from `{folder}` (measured by {(env.get('git_commit') or '')[:7] or 'an unrecorded commit'})")
+    return f" Besides the H100 folders the report read {'; '.join(parts)}." if parts else ""
 
 
 def compare_lines() -> list[str]:
