@@ -155,6 +155,8 @@ def test_arithmetic_is_computed_not_typed(shipped):
     assert by_id["a002-speed-pct"].computed() == pytest.approx(48.31, abs=0.01)
     assert by_id["a002-int8-75pct"].computed() == pytest.approx(73.47, abs=0.01)
     assert by_id["a001-speed-iphone-consistency"].computed() == pytest.approx(121.90, abs=0.01)  # 512 / 4.2
+    # 51.2e9 B/s over 1,543,714,304 non-embedding weights x 4.5 / 8 bytes = 868,339,296 B per token: 58.96 tok/s
+    assert by_id["a001-speed-iphone-bandwidth"].computed() == pytest.approx(58.96, abs=0.01)
     # the GGUF sizes are measured files now (06_edge), not a floor computed from the parameter count
     assert by_id["a000-gguf-q4-deepseek"].metric == "gguf_q4_k_m_file_gb"
 
@@ -398,3 +400,11 @@ def test_measurement_table_errors_are_loud(tmp_path):
         _judge(tmp_path, [ABSOLUTE], [_m("weights_gib", v, model=DS, precision="bf16", unit="GiB") for v in (3, 4)])
     with pytest.raises(ValueError, match="cannot convert"):
         _judge(tmp_path, [ABSOLUTE], [_m("weights_gib", 3.0, model=DS, precision="bf16", unit="s")])
+
+
+def test_a_device_fact_names_the_known_devices(tmp_path):
+    entry = {"id": "a001-x", "article": "001", "kind": "arithmetic", "claim": "c", "original": "o",
+             "hardware": None, "software": None, "result": "r", "expression": "b * 2",
+             "inputs": {"b": {"device_bandwidth_gb_s": "pixel-9"}}, "value": 1, "unit": "tok/s"}
+    msgs = _problems(tmp_path, entry)
+    assert any("unknown device 'pixel-9'" in m and "a17-pro" in m and "rk3588" in m for m in msgs), msgs

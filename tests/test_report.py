@@ -23,7 +23,7 @@ def table(tmp_path_factory):
 
 def test_verdict_counts(table):
     assert table["verdict"].value_counts().to_dict() == {
-        "contradicted": 28, "untestable": 28, "holds": 26, "not comparable": 3, "not supported": 1}
+        "contradicted": 31, "untestable": 28, "holds": 26, "not comparable": 3, "not supported": 1}
 
 
 @pytest.mark.parametrize("claim,verdict", [
@@ -37,6 +37,7 @@ def test_verdict_counts(table):
     ("a000-math-80", "untestable"),          # accuracy needs real weights and the data set
     ("a000-gguf-q4-deepseek", "contradicted"),  # the Q4_K_M file measures 1.12 GB, not ~0.8
     ("a000-gguf-q4-llama", "contradicted"),     # the stand-in's measures 0.80 GB, not ~0.6
+    ("a001-speed-iphone-bandwidth", "contradicted"),  # the A17 Pro's 51.2 GB/s allows 59 tok/s at most, not 120
 ])
 def test_verdicts_by_claim(table, claim, verdict):
     assert table.loc[claim, "verdict"] == verdict, table.loc[claim, "reason"]

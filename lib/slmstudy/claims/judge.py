@@ -24,6 +24,7 @@ from .schema import (
     ArithmeticClaim,
     Claim,
     ComparativeClaim,
+    DeviceFact,
     Fact,
     QualitativeClaim,
     Select,
@@ -188,7 +189,7 @@ def _judge_arithmetic(c: ArithmeticClaim) -> dict[str, Any]:
     got = c.computed()
     ok = c.holds(got)
     u = f" {c.unit}" if c.unit else ""
-    facts = [f"{k} = {v.describe()}" for k, v in c.inputs.items() if isinstance(v, Fact)]
+    facts = [f"{k} = {v.describe()}" for k, v in c.inputs.items() if isinstance(v, (Fact, DeviceFact))]
     where = f" ({'; '.join(facts)})" if facts else ""
     reason = (f"{'consistent' if ok else 'internally inconsistent'}: {c.result} is "
               f"{substituted(c.expression, values)} = {fmt(got)}{u}{where}; the claim needs {c.wants(c.unit)}")

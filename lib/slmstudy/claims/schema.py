@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import Field, TypeAdapter, model_validator
+from pydantic import AfterValidator, Field, TypeAdapter, model_validator
 
 from .. import analytic, catalog
 from ..errors import SlmstudyError
@@ -262,12 +262,32 @@ class Fact(Strict):
         return f"{fmt(self.value())}, the {self.fact} of {self.model}{prec} by its config.json"
 
 
+def _known_device(value: str) -> str:
+    if value not in catalog.devices():
+        raise ValueError(f"unknown device {value!r}; known: {', '.join(catalog.devices())}")
+    return value
+
+
+class DeviceFact(Strict):
+    """A device's published memory bandwidth (GB/s), from ``catalog/devices.yaml``
+    (which cites where it is published), so a claim never retypes it."""
+
+    device_bandwidth_gb_s: Annotated[str, AfterValidator(_known_device)]
+
+    def value(self) -> float:
+        return float(catalog.devices()[self.device_bandwidth_gb_s].bandwidth_gb_s)
+
+    def describe(self) -> str:
+        dev = catalog.devices()[self.device_bandwidth_gb_s]
+        return f"{fmt(self.value())} GB/s, the published memory bandwidth of the {dev.display} ({dev.memory})"
+
+
 class ArithmeticClaim(_Claim, _Valued):
     kind: Literal["arithmetic"]
     # What the expression computes, in words: it opens the verdict's reason.
     result: str = Field(min_length=1)
     expression: str
-    inputs: dict[str, float | Fact]
+    inputs: dict[str, float | Fact | DeviceFact]
     unit: Unit | None
 
     @model_validator(mode="after")
@@ -285,7 +305,7 @@ class ArithmeticClaim(_Claim, _Valued):
         return self
 
     def input_values(self) -> dict[str, float]:
-        return {k: (v.value() if isinstance(v, Fact) else float(v)) for k, v in self.inputs.items()}
+        return {k: (float(v) if isinstance(v, (int, float)) else v.value()) for k, v in self.inputs.items()}
 
     def computed(self) -> float:
         return evaluate(self.expression, self.input_values())
