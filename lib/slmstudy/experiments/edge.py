@@ -147,7 +147,8 @@ def file_table(df: pd.DataFrame) -> pd.DataFrame:
 
 SIZE_CLAIMS = ("a000-gguf-q4-deepseek", "a000-gguf-q4-llama", "a001-gguf-q4")
 CONSISTENCY_CLAIMS = ("a001-speed-iphone-consistency", "a001-speed-m1-consistency", "a001-speed-rk3588-consistency",
-                      "a001-rk3588-thousand-tokens")
+                      "a001-rk3588-thousand-tokens", "a001-speed-iphone-bandwidth", "a001-speed-m1-bandwidth",
+                      "a001-speed-rk3588-bandwidth")
 
 
 def size_claims(files_df: pd.DataFrame, source: str) -> pd.DataFrame:
@@ -162,7 +163,8 @@ def size_claims(files_df: pd.DataFrame, source: str) -> pd.DataFrame:
 
 
 def consistency_claims() -> pd.DataFrame:
-    """Article 001's device rows checked against their own arithmetic."""
+    """Article 001's device rows checked against their own arithmetic and against what
+    each device's published bandwidth allows at the Q4 floor (claims.yaml)."""
     mine = [c for c in claims.load() if c.id in CONSISTENCY_CLAIMS]
     empty = pd.DataFrame(columns=claims.MEASUREMENT_COLUMNS)
     return claims.judge(mine, empty, "any")[["id", "claim", "claimed", "ours", "verdict", "reason"]]
