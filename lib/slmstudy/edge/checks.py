@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import os
 
+from ..platform import MEASURED_ON_ENV, detect
+
 
 def cores_present() -> tuple[int, str]:
-    """The CPU cores this process may run on (a container's CPU set, not the host's
-    count), and where that number comes from."""
+    """The CPU cores the study may use, and where that number comes from: this
+    process's CPU set, or, analysing a pool measured elsewhere (``--measured-on``), the
+    measuring machine's, so "auto" plans the thread counts that were measured there."""
+    n = detect().cpu_count
+    if os.environ.get(MEASURED_ON_ENV):
+        return n, f"{n} cores, those of the machine that measured"
     total = os.cpu_count() or 1
-    if hasattr(os, "sched_getaffinity"):
-        mine = len(os.sched_getaffinity(0))
-        if mine != total:
-            return mine, f"this process may run on {mine} of the machine's {total} cores"
-        return mine, f"{mine} cores"
-    return total, f"{total} cores"
+    if n != total:
+        return n, f"this process may run on {n} of the machine's {total} cores"
+    return n, f"{n} cores"
 
 
 def thread_problems(threads: list[int], cores: tuple[int, str] | None = None,

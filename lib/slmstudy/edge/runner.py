@@ -8,7 +8,6 @@ exception."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 import time
@@ -17,7 +16,7 @@ from typing import Any
 
 from ..engine import journal as journal_mod
 from ..engine import procs
-from ..engine.runner import RunResult, clean, worker_error
+from ..engine.runner import RunResult, clean, record_group, worker_error
 from .spec import EdgeJob
 
 WORKER = [sys.executable, "-m", "slmstudy.edge.worker"]
@@ -92,15 +91,10 @@ def run_edge_job(job: EdgeJob, out: Path, load_timeout_s: float = LOAD_TIMEOUT_S
             return f"TimeoutError: llama.cpp did not load the model within {load_timeout_s:.0f} s"
         return None
 
-    def record_group(group: procs.Group) -> None:
-        from ..atomic import write_json
-
-        write_json(out / "running.json", {"pgid": group.pgid, "parent": os.getpid(), "started_at": time.time()})
-
     started = time.time()
     try:
         fin = procs.run_logged([*WORKER, str(out / "spec.json"), str(out)], out / "engine.log", job.timeout_s,
-                               env=env(job), check=load_check, on_start=record_group)
+                               env=env(job), check=load_check, on_start=record_group(out))
     finally:
         (out / "running.json").unlink(missing_ok=True)
     records = journal_mod.read(events)

@@ -21,6 +21,11 @@ from ..engine.spec import Frozen
 from ..params import TelemetryOptions
 
 
+def gguf_label(file_type: str) -> str:
+    """What tables carry in their precision column for a GGUF file (``gguf-Q4_K_M``)."""
+    return f"gguf-{file_type}"
+
+
 class EdgeSpec(Frozen):
     model: str  # catalog key (slmstudy.catalog.models)
     file_type: str  # GGUF file type (slmstudy.gguf_files.FILE_TYPES): F16, Q8_0, Q4_K_M
@@ -31,8 +36,7 @@ class EdgeSpec(Frozen):
 
     @property
     def precision(self) -> str:
-        """The label tables carry in their precision column (``gguf-Q4_K_M``)."""
-        return f"gguf-{self.file_type}"
+        return gguf_label(self.file_type)
 
     @property
     def key(self) -> str:
@@ -86,8 +90,12 @@ class GgufFileJob(Frozen):
     timeout_s: float = Field(900.0, gt=0)
 
     @property
+    def precision(self) -> str:
+        return gguf_label(self.file_type)
+
+    @property
     def key(self) -> str:
-        return f"{self.model}__gguf-{self.file_type}__file"
+        return f"{self.model}__{self.precision}__file"
 
     def satisfies(self, need: "GgufFileJob") -> bool:
         return (self.model, self.file_type, self.seed) == (need.model, need.file_type, need.seed)

@@ -36,14 +36,13 @@ import signal
 import subprocess
 import sys
 import time
-import traceback
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from ..engine.journal import Journal
+from ..engine.journal import Journal, Relayed, run_journaled
 from ..engine.procs import describe_exit
 from ..engine.worker import TOKEN_HIGH, prompt_ids
 from ..telemetry.sampler import Sampler
@@ -326,10 +325,6 @@ def measure(server: Any, job: EdgeJob, vocab: int, journal: Journal) -> None:
             journal.write("point_error", warmup=warmup, rep=rep, **labels, error=problem)
 
 
-class Relayed(Exception):
-    """An error of a child process, journaled as the child wrote it ("Type: message")."""
-
-
 def gguf_facts(model: str, file_type: str, out: Path) -> dict[str, Any]:
     """Build (or find) the GGUF file in a child process (``python -m
     slmstudy.gguf_files``, the study's file job) and return its facts.
@@ -427,16 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     job = EdgeJob.load(Path(argv[0]))
     out = Path(argv[1])
     journal = Journal(out / "events.jsonl")
-    try:
-        run(job, out, journal)
-    except BaseException as exc:  # journal the cause, then fail loudly
-        error = str(exc) if isinstance(exc, Relayed) else f"{type(exc).__name__}: {exc}"
-        journal.write("fatal", error=error, traceback=traceback.format_exc())
-        traceback.print_exc()
-        return 1
-    finally:
-        journal.close()
-    return 0
+    return run_journaled(journal, lambda: run(job, out, journal))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ import dataclasses
 from typing import Any
 
 from .. import catalog
-from ..errors import UnsupportedVariant
 from ..modeldir import ModelSource
 from ..params import EngineOptions
 from ..platform import detect
@@ -18,7 +17,6 @@ EXTENSION = "slmstudy.engine.vllm_ext.SlmstudyWorkerExtension"
 
 def engine_kwargs(source: ModelSource, precision_key: str, engine: EngineOptions, seed: int) -> dict[str, Any]:
     prec = catalog.precision(precision_key)
-    check_requirements(precision_key)
     kw: dict[str, Any] = {
         "model": source.model,
         "load_format": source.load_format,
@@ -51,20 +49,6 @@ def engine_kwargs(source: ModelSource, precision_key: str, engine: EngineOptions
         kw["attention_backend"] = backend
     kw.update(engine.extra_args)
     return kw
-
-
-def check_requirements(precision_key: str) -> None:
-    """Refuse a precision whose engine needs a Python module this machine lacks (the
-    catalog's ``requires``, e.g. vllm-gguf-plugin for GGUF), before any engine starts."""
-    kind = detect().engine_kind
-    support = catalog.precision(precision_key).engines.get(kind)
-    missing = support.missing() if support else []
-    if missing:
-        raise UnsupportedVariant(
-            f"precision {precision_key!r} needs the Python module(s) {', '.join(missing)} in the {kind} engine's "
-            f"environment, and they are not installed (catalog/precisions.yaml, engines.{kind}.requires); "
-            "on the lent GPU host, carry the wheel in .gpu-wheels/ (docs/gpu-host.md)"
-        )
 
 
 def engine_env(precision_key: str) -> dict[str, str]:

@@ -14,7 +14,8 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Iterator
+import traceback
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,26 @@ class Journal:
 
     def close(self) -> None:
         self._fh.close()
+
+
+class Relayed(Exception):
+    """An error a child process reported ("Type: message"), journaled as it wrote it."""
+
+
+def run_journaled(journal: Journal, work: Callable[[], Any]) -> int:
+    """A worker's whole job: 0 when ``work`` returns; on any exception its cause is
+    journaled as ``fatal`` (with the traceback), printed to the log, and 1 returned.
+    The journal is closed either way."""
+    try:
+        work()
+    except BaseException as exc:
+        error = str(exc) if isinstance(exc, Relayed) else f"{type(exc).__name__}: {exc}"
+        journal.write("fatal", error=error, traceback=traceback.format_exc())
+        traceback.print_exc()
+        return 1
+    finally:
+        journal.close()
+    return 0
 
 
 def read(path: Path) -> list[dict[str, Any]]:

@@ -125,6 +125,16 @@ def explain_failure(error: str | None, returncode: int | None, log: str, fatal: 
 WORKER = [sys.executable, "-m", "slmstudy.engine.worker"]
 
 
+def record_group(out: Path) -> Callable[[procs.Group], None]:
+    """``run_logged``'s ``on_start``: ``running.json`` names the job's process group, so
+    a later run finds (and waits for) processes a killed run left; removed when the job ends."""
+    def record(group: procs.Group) -> None:
+        from ..atomic import write_json
+
+        write_json(out / "running.json", {"pgid": group.pgid, "parent": os.getpid(), "started_at": time.time()})
+    return record
+
+
 def start_standby(cache_root: Path, log: Path) -> procs.Group:
     """A worker process for a later engine job of the model whose caches are at
     ``cache_root``: it imports vLLM now and waits for ``run_engine_job(..., standby=)``."""
@@ -148,17 +158,12 @@ def run_engine_job(job: EngineJob, out: Path, cache_root: Path, standby: procs.G
             return f"TimeoutError: engine did not start within {start_timeout:.0f} s"
         return None
 
-    def record_group(group: procs.Group) -> None:
-        from ..atomic import write_json
-
-        write_json(out / "running.json", {"pgid": group.pgid, "parent": os.getpid(), "started_at": time.time()})
-
     started = time.time()
     fin = None
     try:
         fin = procs.run_logged([*WORKER, str(out / "spec.json"), str(out)],
                                out / "engine.log", job.timeout_s, env=caches.env(cache_root),
-                               check=engine_start_check, on_start=record_group, standby=standby,
+                               check=engine_start_check, on_start=record_group(out), standby=standby,
                                go=json.dumps([str(out / "spec.json"), str(out)]).encode() + b"\n")
     finally:
         (out / "running.json").unlink(missing_ok=True)

@@ -28,7 +28,7 @@ import numpy as np
 from .. import catalog, modeldir
 from ..telemetry.sampler import Sampler
 from .args import EXTENSION, engine_env, engine_kwargs
-from .journal import Journal
+from .journal import Journal, run_journaled
 from .spec import Agreement, EngineJob, HarnessCheck, OverheadCheck, Point
 
 # Prompt token IDs are drawn from this range: valid in every catalog vocabulary
@@ -380,15 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     job = EngineJob.load(Path(argv[0]))
     out = Path(argv[1])
     journal = Journal(out / "events.jsonl")
-    try:
-        asyncio.run(run(job, out, journal, imported_s))
-    except BaseException as exc:  # journal the cause, then fail loudly
-        journal.write("fatal", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
-        traceback.print_exc()
-        return 1
-    finally:
-        journal.close()
-    return 0
+    return run_journaled(journal, lambda: asyncio.run(run(job, out, journal, imported_s)))
 
 
 if __name__ == "__main__":

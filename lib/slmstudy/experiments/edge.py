@@ -23,7 +23,7 @@ import textwrap
 from typing import Annotated, Any, Literal
 
 import pandas as pd
-from pydantic import AfterValidator, Field, PositiveInt
+from pydantic import AfterValidator, Field
 
 from .. import catalog, claims, gguf_files, stats
 from ..edge import checks

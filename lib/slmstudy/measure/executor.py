@@ -50,10 +50,8 @@ class Outcome:
 
 
 def _labels(job: Job) -> dict[str, Any]:
-    engine = getattr(job, "engine", None)
-    if isinstance(job, GgufFileJob):
-        return {"model": job.model, "precision": f"gguf-{job.file_type}"}
-    return {"model": engine.model, "precision": engine.precision} if engine else {}
+    what = getattr(job, "engine", job)  # a GGUF file job names its model and precision itself
+    return {"model": what.model, "precision": what.precision} if hasattr(what, "precision") else {}
 
 
 def _probe(cmd: list[str], out: Path, result_file: str, timeout_s: float) -> RunResult:

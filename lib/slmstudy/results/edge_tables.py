@@ -119,7 +119,7 @@ def build_file(out: Path, job: GgufFileJob, result: RunResult) -> dict[str, pd.D
     """``gguf_files``: one row per measured file (its tensor census as JSON text)."""
     path = out / "gguf.json"
     data = json.loads(path.read_text()) if path.exists() else {}
-    row = {"model": job.model, "file_type": job.file_type, "precision": f"gguf-{job.file_type}",
+    row = {"model": job.model, "file_type": job.file_type, "precision": job.precision,
            "status": "ok" if result.ok else "failed", "root_cause": result.root_cause, **data}
     if isinstance(row.get("tensor_types"), dict):
         row["tensor_types"] = json.dumps(row["tensor_types"], sort_keys=True)
