@@ -156,8 +156,9 @@ def _vllm_bytes_from_file_plan(model: str, file_type: str = "Q4_K_M") -> tuple[i
     """(the file's tensor bytes, what vLLM's GGUF loader allocates for them), worked out
     tensor by tensor from the file's own plan, not from the analytic model:
     the F32 norms and biases become bf16 parameters, llama3's rope_freqs is not loaded,
-    the shards of qkv_proj and gate_up_proj are padded to the widest shard's row bytes,
-    and each quantised module keeps a uint8 ggml type id per shard (7 a layer, 1 for the
+    the shards of qkv_proj and gate_up_proj are padded to the widest shard's row bytes
+    while the loaded shards stay allocated too (vllm-gguf-plugin 0.0.5), and each
+    quantised module keeps a uint8 ggml type id per shard (7 a layer, 1 for the
     embedding, 1 for an untied lm_head)."""
     from slmstudy.gguf_files.layout import plan
     from slmstudy.gguf_files.types import file_type as lookup
@@ -176,8 +177,19 @@ def _vllm_bytes_from_file_plan(model: str, file_type: str = "Q4_K_M") -> tuple[i
             shards = [by_name[f"blk.{i}.{name}.weight"] for name in fused]
             widest = max(t.nbytes // t.n_rows for t in shards)
             vllm += sum(t.n_rows * widest - t.nbytes for t in shards)
+    vllm += _kept_shards(model, file_type)
     vllm += 7 * arch.layers + (1 if arch.tied_embeddings else 2)
     return file_bytes, vllm
+
+
+def _kept_shards(model: str, file_type: str = "Q4_K_M") -> int:
+    """The file's bytes of every fused module's shards (q, k, v, gate, up)."""
+    from slmstudy.gguf_files.layout import plan
+    from slmstudy.gguf_files.types import file_type as lookup
+
+    fused = ("attn_q", "attn_k", "attn_v", "ffn_gate", "ffn_up")
+    return sum(t.nbytes for t in plan(catalog.model(model).hf_config(), lookup(file_type))
+               if any(t.name.endswith(f".{name}.weight") for name in fused))
 
 
 def test_gguf_weights_by_hand():
@@ -192,9 +204,15 @@ def test_gguf_weights_by_hand():
     # ggml type ids: 7 bytes a layer + embedding + lm_head; norms and biases
     #   (28 x (2 x 1536 + 2048) + 1536 = 144,896) in bf16: 289,792 (579,584 in the file's F32).
     ds = 131_272_704 + 191_439_360 + 14 * 26_320_896 + 14 * (29_970_432 + 709_632) + 28 * 7 + 2 + 289_792
-    assert _facts(DS, "gguf-q4_k_m").weight_bytes == ds == 1_121_015_494
-    # plus the rope cache (32 MiB), as for every precision: 1.0753 GiB, a third of bf16's 3.3413
-    assert _facts(DS, "gguf-q4_k_m").weights_gib == pytest.approx(1.0753, abs=1e-4)
+    # The plugin keeps the fused modules' shards a second time, unpadded: q, k, v, gate, up
+    #   1,327,104 + 2 x 221,184 + 2 x 7,741,440 = 17,252,352 a plain layer, and with v
+    #   256 x 1260 = 322,560 17,353,728 a use_more_bits layer.
+    copies = 14 * 17_252_352 + 14 * 17_353_728
+    assert _facts(DS, "gguf-q4_k_m").weight_bytes == ds == 1_121_015_494  # what a step reads
+    assert _facts(DS, "gguf-q4_k_m").unread_weight_bytes == copies == 484_485_120
+    # plus the rope cache (32 MiB), as for every precision: 1.5265 GiB (vLLM on the H100:
+    # 1.5330), where the file's blocks alone would be 1.0753
+    assert _facts(DS, "gguf-q4_k_m").weights_gib == pytest.approx(1.5265, abs=1e-4)
     # Llama Q4_K_M: tied, so token_embd is the output matrix in Q6_K: 128,256 x 8 x 210 = 215,470,080.
     # 2048 wide: Q4_K 1152, Q6_K 1680 bytes a row; 8192 wide: 4608 and 6720.
     # A plain layer: q 2048 x 1152 + k, v 2 x 512 x 1152 + o 2048 x 1152 + gate, up, down 3 x 9,437,184
@@ -202,12 +220,20 @@ def test_gguf_weights_by_hand():
     #   and qkv padded to 3072 x 1680 = 5,160,960 instead of 3,809,280: +1,351,680.
     # norms 16 x 4096 + 2048 = 67,584 in bf16; rope_freqs (F32 in the file) not loaded.
     ll = 215_470_080 + 1 + 8 * (34_209_792 + 7) + 8 * (38_805_504 + 1_351_680 + 7) + 67_584 * 2
+    # shards kept: q 2,359,296 + k, v 2 x 589,824 + gate, up 2 x 9,437,184 = 22,413,312, and
+    # with v 512 x 1680 = 860,160 22,683,648 a use_more_bits layer
+    copies = 8 * 22_413_312 + 8 * 22_683_648
     assert _facts(LL, "gguf-q4_k_m").weight_bytes == ll == 810_541_169
-    assert _facts(LL, "gguf-q4_k_m").weights_gib == pytest.approx(0.7705, abs=1e-4)
+    assert _facts(LL, "gguf-q4_k_m").unread_weight_bytes == copies == 360_775_680
+    assert _facts(LL, "gguf-q4_k_m").weights_gib == pytest.approx(1.1065, abs=1e-4)
     # tiny-qwen2 (test_gguf_files: the file's tensors are 34,379,776 bytes): its 4,608 bytes of
     # F32 norms and biases are 2,304 in bf16; layer 1's qkv (q, k Q5_0 at 88 bytes a row, v Q8_0
-    # at 136) is padded to 256 rows x 136 = 34,816 instead of 25,600: +9,216; 2 x 7 + 2 type ids.
-    assert _facts("tiny-qwen2", "gguf-q4_k_m").weight_bytes == 34_379_776 - 4_608 + 2_304 + 9_216 + 16 == 34_386_704
+    # at 136) is padded to 256 rows x 136 = 34,816 instead of 25,600: +9,216; 2 x 7 + 2 type ids;
+    # its fused shards kept a second time: _vllm_bytes_from_file_plan below
+    tiny_file, tiny_vllm = _vllm_bytes_from_file_plan("tiny-qwen2")
+    tiny = _facts("tiny-qwen2", "gguf-q4_k_m")
+    assert (tiny.weight_bytes, tiny.unread_weight_bytes) == (tiny_vllm - _kept_shards("tiny-qwen2"), _kept_shards("tiny-qwen2"))
+    assert tiny.weight_bytes == 34_379_776 - 4_608 + 2_304 + 9_216 + 16 == 34_386_704
 
 
 @pytest.mark.parametrize("model", [DS, LL])
@@ -215,10 +241,12 @@ def test_gguf_weights_follow_the_files_tensor_plan(model):
     # The real models' files are 0.8-1.1 GB to write: build() sums its tensor_bytes from this
     # same plan (test_gguf_files checks the written bytes on the tiny models).
     file_bytes, vllm = _vllm_bytes_from_file_plan(model)
-    assert _facts(model, "gguf-q4_k_m").weight_bytes == vllm
+    facts = _facts(model, "gguf-q4_k_m")
+    assert facts.weight_bytes + facts.unread_weight_bytes == vllm
     if model == DS:
-        # 1,111,370,240 in the file, less 289,792 for F32 -> bf16, plus 9,934,848 of padding and 198 ids
-        assert file_bytes == 1_111_370_240 and vllm == file_bytes - 289_792 + 9_934_848 + 198
+        # 1,111,370,240 in the file, less 289,792 for F32 -> bf16, plus 9,934,848 of padding,
+        # 198 ids and the 484,485,120 bytes of fused shards kept a second time
+        assert file_bytes == 1_111_370_240 and vllm == file_bytes - 289_792 + 9_934_848 + 198 + 484_485_120
 
 
 def test_gguf_weights_follow_the_built_file(gguf_cache):
@@ -227,7 +255,8 @@ def test_gguf_weights_follow_the_built_file(gguf_cache):
     f = build("tiny-qwen2", "Q4_K_M")
     file_bytes, vllm = _vllm_bytes_from_file_plan("tiny-qwen2")
     assert f.tensor_bytes == file_bytes == 34_379_776
-    assert _facts("tiny-qwen2", "gguf-q4_k_m").weight_bytes == vllm
+    facts = _facts("tiny-qwen2", "gguf-q4_k_m")
+    assert facts.weight_bytes + facts.unread_weight_bytes == vllm
 
 
 def test_every_gguf_precision_names_a_known_file_type():

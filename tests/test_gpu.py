@@ -138,7 +138,8 @@ def test_gguf_q4_k_m_runs_beside_bf16_and_weighs_what_the_analytic_model_says(gg
     assert set(g["batch"]) == {1, 8} and (g["output_tokens"] == g["batch"] * 64).all()
     facts = analytic.model_facts(catalog.model(model).hf_config(), catalog.precision("gguf-q4_k_m"))
     assert row["weights_gib_from"] == "vLLM"
-    assert row["weights_gib"] == pytest.approx(facts.weights_gib, rel=0.05)  # analytic 1.0753 GiB
+    # analytic 1.5265 GiB, the plugin's kept shards included (H100 2026-12-05: vLLM 1.5330)
+    assert row["weights_gib"] == pytest.approx(facts.weights_gib, rel=0.05)
     log = row.get("weights_gib_log")
     if isinstance(log, float) and not math.isnan(log):  # the log line was found
         assert log == pytest.approx(facts.weights_gib, rel=0.05)

@@ -91,6 +91,21 @@ def test_environment_commit_given_by_the_caller_wins_over_git(monkeypatch):
         environment.identity.cache_clear()
 
 
+@pytest.mark.parametrize("named", ["3663624a", "3663624C192331747E3FB49917332291BB2174A3", "HEAD", ""])
+def test_environment_commit_named_by_the_caller_must_be_a_whole_commit_id(monkeypatch, named):
+    # An abbreviation or a ref would be recorded in every row the run measures.
+    from slmstudy.errors import SlmstudyError
+    from slmstudy.results import environment
+
+    monkeypatch.setenv("SLMSTUDY_GIT_COMMIT", named)
+    environment.identity.cache_clear()
+    try:
+        with pytest.raises(SlmstudyError, match="SLMSTUDY_GIT_COMMIT.*40 lowercase hex"):
+            environment.identity()
+    finally:
+        environment.identity.cache_clear()
+
+
 def test_identity_labels_say_what_code_measured():
     from slmstudy.results.environment import identity_label
 
@@ -108,3 +123,41 @@ def test_committed_reference_csvs_are_rectangular():
         rows = list(csv.reader(f.open(newline="")))
         widths = {len(r) for r in rows if r}
         assert len(widths) == 1, f"{f}: rows of {sorted(widths)} fields"
+
+
+def test_relabel_corrects_a_typed_commit_and_keeps_the_correction(tmp_path):
+    # tools/relabel_commit.py: the lent host's pool recorded a mistyped commit name
+    import importlib.util
+    import json
+
+    from slmstudy import paths
+
+    spec = importlib.util.spec_from_file_location("relabel_commit", paths.project_root() / "tools" / "relabel_commit.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    full = "3663624c192331747e3fb49917332291bb2174a3"
+    for name, dirty in (("typed", None), ("other", None), ("z-from-git", False)):
+        entry = tmp_path / name
+        entry.mkdir()
+        commit = "3663624a" if name != "other" else "0" * 40
+        (entry / "environment.json").write_text(json.dumps({"git_commit": commit, "identity": f"{commit}?", "gpu": "H100"}))
+        (entry / "events.jsonl").write_text('{"commit": "3663624a"}\n')
+        status = {"identity": {"git_commit": commit, "git_dirty": dirty}, "identity_label": f"{commit}?",
+                  "manifest": {"environment.json": {"bytes": 1}, "events.jsonl": {"bytes": 24}}}
+        (entry / "status.json").write_text(json.dumps(status))
+    with pytest.raises(SystemExit, match="from git"):
+        tool.relabel(tmp_path, "3663624a", full, "typo")
+    assert json.loads((tmp_path / "typed" / "environment.json").read_text())["git_commit"] == "3663624a"
+    (tmp_path / "z-from-git" / "status.json").unlink()
+    with pytest.raises(SystemExit, match="whole commit id"):
+        tool.relabel(tmp_path, "3663624a", "3663624c", "typo")
+    assert tool.relabel(tmp_path, "3663624a", full, "typed on the lent host") == ["typed"]
+    env = json.loads((tmp_path / "typed" / "environment.json").read_text())
+    status = json.loads((tmp_path / "typed" / "status.json").read_text())
+    assert (env["git_commit"], env["identity"], env["gpu"]) == (full, "3663624c1923?", "H100")
+    assert status["identity"]["git_commit"] == full and status["identity_label"] == "3663624c1923?"
+    assert status["manifest"]["environment.json"]["bytes"] == (tmp_path / "typed" / "environment.json").stat().st_size
+    assert [(r["from"], r["to"], r["reason"]) for r in status["relabelled"]] == [("3663624a", full, "typed on the lent host")]
+    # measured data is not opened; another commit's entry is left alone
+    assert (tmp_path / "typed" / "events.jsonl").read_text() == '{"commit": "3663624a"}\n'
+    assert json.loads((tmp_path / "other" / "environment.json").read_text())["git_commit"] == "0" * 40

@@ -126,15 +126,18 @@ class ModelFacts:
 
     params: int
     params_non_embedding: int
-    weight_bytes: int
+    weight_bytes: int  # what a forward pass computes with (the roofline reads these)
     rope_cache_bytes: int
     kv_bytes_per_token: int
     flops_per_token: int  # forward pass, excluding attention over the context
     attn_flops_per_token_per_ctx: int  # add this times the context length
+    # allocated with the weights but never read (gguf_kept_shard_bytes)
+    unread_weight_bytes: int = 0
 
     @property
     def weights_gib(self) -> float:
-        return (self.weight_bytes + self.rope_cache_bytes) / GIB
+        """The weight memory the engine reports: all it allocates for the weights."""
+        return (self.weight_bytes + self.unread_weight_bytes + self.rope_cache_bytes) / GIB
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -225,14 +228,38 @@ def gguf_weight_bytes(cfg: dict[str, Any], file_type: str, dtype: str) -> int:
     return total + (arch.layers * arch.small_params_per_layer + arch.hidden) * act
 
 
+def gguf_kept_shard_bytes(cfg: dict[str, Any], file_type: str) -> int:
+    """Bytes vllm-gguf-plugin 0.0.5 keeps allocated besides the weights it computes with:
+    every fused module's shards (q, k, v; gate, up) a second time, unpadded, as the file
+    has them. ``_materialize_gguf_weight_parameter`` gives the new parameter a *copy* of
+    the shard list and ``_create_padded_weight_param`` clears only that copy, so the
+    loaded shards stay referenced. They occupy memory but no step reads them (the
+    roofline's bytes leave them out). Measured on the H100 (2026-12-05, DeepSeek Q4_K_M):
+    vLLM reported 1.533 GiB of weights, the blocks it computes with are 1.075 GiB and
+    these copies 0.451 GiB (sum 1.527);
+    ``outputs/reference/h100/logs/gpu_tests_gguf_3663624.log``."""
+    from .catalog import gguf_types
+
+    arch = Architecture.from_config(cfg)
+    ft = gguf_types.file_type(file_type)
+    C = gguf_types.Category
+    fused = [(C.ATTENTION_Q, arch.q_dim), (C.ATTENTION_K, arch.kv_dim), (C.ATTENTION_V, arch.kv_dim),
+             (C.FFN_GATE, arch.intermediate), (C.FFN_UP, arch.intermediate)]
+    return sum(n * gguf_types.row_bytes(gguf_types.tensor_type(ft, cat, (arch.hidden, n), i, arch.layers,
+                                                                arch.tied_embeddings), arch.hidden)
+               for i in range(arch.layers) for cat, n in fused)
+
+
 def model_facts(cfg: dict[str, Any], precision: PrecisionSpec, kv_cache_dtype: str = "auto") -> ModelFacts:
     arch = Architecture.from_config(cfg)
     act = _DTYPE_BYTES[precision.dtype]
     linear = arch.layers * arch.linear_params_per_layer
     small = arch.layers * arch.small_params_per_layer + arch.hidden
     embeddings = arch.embedding_params + arch.lm_head_params
+    unread = 0
     if precision.gguf_file_type:
         weight_bytes = gguf_weight_bytes(cfg, precision.gguf_file_type, precision.dtype)
+        unread = gguf_kept_shard_bytes(cfg, precision.gguf_file_type)
     elif precision.quantization_config or precision.quantization:
         # Quantised projections; embeddings, lm_head, norms and biases stay in the
         # activation dtype.
@@ -250,6 +277,7 @@ def model_facts(cfg: dict[str, Any], precision: PrecisionSpec, kv_cache_dtype: s
         params=arch.total_params,
         params_non_embedding=arch.total_params - arch.embedding_params,
         weight_bytes=int(weight_bytes),
+        unread_weight_bytes=unread,
         rope_cache_bytes=int(rope),
         kv_bytes_per_token=int(kv),
         flops_per_token=int(flops),

@@ -157,5 +157,5 @@ def kv_capacity_tokens(model: str, precision: str, engine: EngineOptions, memory
     if not memory_bytes:
         return None
     facts = analytic.model_facts(catalog.model(model).hf_config(), catalog.precision(precision), engine.kv_cache_dtype)
-    free = engine.gpu_memory_utilization * memory_bytes - facts.weight_bytes
+    free = engine.gpu_memory_utilization * memory_bytes - facts.weight_bytes - facts.unread_weight_bytes
     return max(int(free // facts.kv_bytes_per_token), 0)

@@ -12,6 +12,7 @@ import importlib.metadata as md
 import json
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import time
 from typing import Any
 
 from .. import paths
+from ..errors import SlmstudyError
 from ..platform import MEASURED_ON_ENV, detect
 
 _PROBE = r"""
@@ -55,6 +57,9 @@ def _git(*args: str) -> str | None:
         return None
 
 
+_FULL_COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
 @functools.cache
 def identity() -> dict[str, Any]:
     """Which code measures: the commit, whether the tree differs from it (and a
@@ -69,6 +74,14 @@ def identity() -> dict[str, Any]:
     from .. import __version__
 
     named = os.environ.get("SLMSTUDY_GIT_COMMIT")
+    if named is not None and not _FULL_COMMIT.fullmatch(named):
+        # An abbreviation can be mistyped into another commit's prefix or none at all
+        # (2026-12-05: "3663624a" for 3663624c...), and every row it measures would carry
+        # it: only a whole commit id, as `git rev-parse HEAD` prints it, is accepted.
+        raise SlmstudyError(
+            f"environment variable SLMSTUDY_GIT_COMMIT={named!r} is not a full commit id: give the "
+            "40 lowercase hex digits of `git rev-parse HEAD` of the tree that runs"
+        )
     dirty: bool | None = None
     diff = None
     if not named:
