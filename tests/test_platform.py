@@ -48,3 +48,22 @@ def test_detect_takes_the_named_record(tmp_path, monkeypatch):
         monkeypatch.delenv(platform.MEASURED_ON_ENV)
         platform.detect.cache_clear()
     assert platform.detect().engine_kind == "cpu"  # this machine again
+
+
+def test_an_analysing_host_records_the_measuring_device(tmp_path, monkeypatch):
+    # A run folder analysed with --measured-on shows the H100 from its first cell, before
+    # the rows (and their environment) are collected; the host fields stay this machine's.
+    from slmstudy.results import environment
+
+    (tmp_path / "environment.json").write_text(json.dumps({**H100, "gpu_memory_total_mib": 81559,
+                                                            "driver_version": "580.159.04", "host": "lent"}))
+    monkeypatch.setenv(platform.MEASURED_ON_ENV, str(tmp_path))
+    platform.detect.cache_clear()
+    try:
+        env = environment.capture()
+    finally:
+        monkeypatch.delenv(platform.MEASURED_ON_ENV)
+        platform.detect.cache_clear()
+    assert (env["gpu_name"], env["gpu_memory_total_mib"], env["driver_version"]) == (
+        "NVIDIA H100 80GB HBM3", 81559, "580.159.04")
+    assert env["host"] != "lent" and env["measured_on"] == str(tmp_path)

@@ -133,8 +133,10 @@ def capture() -> dict[str, Any]:
     measured_on = os.environ.get(MEASURED_ON_ENV)
     if measured_on:
         # analysing a pool measured elsewhere: this record is of the analysing host; the
-        # platform fields above are the measuring machine's, whose record is named here
+        # platform fields above are the measuring machine's, whose record is named here,
+        # and so is the device (a fresh run folder shows it before its rows are collected)
         env["measured_on"] = measured_on
+        env.update(_device_fields(measured_on))
     elif plat.has_cuda_gpu:
         try:
             from ..telemetry.nvml_reader import NvmlReader
@@ -145,3 +147,19 @@ def capture() -> dict[str, Any]:
         except Exception as exc:
             env["nvml_error"] = repr(exc)
     return env
+
+
+def _device_fields(measured_on: str) -> dict[str, Any]:
+    """The GPU fields of the environment record ``measured_on`` names (a file, or a
+    folder holding environment.json); none when it has no GPU or cannot be read."""
+    from pathlib import Path
+
+    p = Path(measured_on)
+    if p.is_dir():
+        p = p / "environment.json"
+    try:
+        measured = json.loads(p.read_text())
+    except (OSError, ValueError):
+        return {}
+    keys = ("driver_version", "cuda_driver_version", "compute_capability")
+    return {k: v for k, v in measured.items() if k.startswith("gpu_") or k in keys}
