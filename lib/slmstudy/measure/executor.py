@@ -31,7 +31,7 @@ from ..platform import detect
 from ..results import edge_tables, engine_tables, serving_tables, timing
 from ..results.environment import capture, identity, identity_label
 from ..results.pool import Entry, Pool
-from ..serving import session
+from ..serving import server, session
 from ..serving.spec import ServeJob
 
 Progress = Callable[[str], None]
@@ -77,7 +77,7 @@ def run_job(job: Job, out: Path, pool: Pool, standby: procs.Group | None = None
         result = bench_latency.run(job, out, pool.cache_root(job.engine.model))
         return result, engine_tables.build_bench(out, job, result)
     if isinstance(job, ServeJob):
-        result = session.run(job, out, pool.cache_root(job.engine.model))
+        result = session.run(job, out, pool.cache_root(job.engine.model), standby)
         return result, serving_tables.build(out, job, result)
     if isinstance(job, HardwareProbeJob):
         return _probe([sys.executable, "-m", "slmstudy.hardware", str(out / "hardware.json")], out,
@@ -129,7 +129,8 @@ class NotMeasured(SlmstudyError):
 
 class Standbys:
     """Worker processes importing vLLM for the next engine job while the current job
-    runs (``engine.worker --standby``): a tenth of the GPU study was imports.
+    runs (``engine.worker --standby``), and server processes for the next server job
+    (``engine.vllm_cli --standby``): a tenth of the GPU study was imports.
 
     One is started only beside a job that starts an engine or a server (never
     beside a machine probe, which must have the host to itself), and only for a
@@ -142,9 +143,13 @@ class Standbys:
         self.groups: dict[int, procs.Group] = {}
 
     def prestart(self, index: int, job: Job) -> None:
-        if self.enabled and isinstance(job, EngineJob) and index not in self.groups:
-            log = self.pool.root / ".standby" / f"{job.key}.log"
+        if not self.enabled or index in self.groups:
+            return
+        log = self.pool.root / ".standby" / f"{job.key}.log"
+        if isinstance(job, EngineJob):
             self.groups[index] = start_standby(self.pool.cache_root(job.engine.model), log)
+        elif isinstance(job, ServeJob):
+            self.groups[index] = server.start_standby(session.env(job, self.pool.cache_root(job.engine.model)), log)
 
     def take(self, index: int) -> procs.Group | None:
         return self.groups.pop(index, None)

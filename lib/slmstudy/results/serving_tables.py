@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from ..engine import journal as journal_mod
+from ..engine import vllm_log
 from ..engine.runner import RunResult
 from ..serving.spec import ServeJob
 from ..telemetry.server_metrics import COUNTERS, GAUGES
@@ -178,7 +179,10 @@ def build(out: Path, job: ServeJob, result: RunResult) -> dict[str, pd.DataFrame
     config: dict[str, Any] = {
         **label, "engine_digest": e.digest(), "status": status, "error": result.error,
         "root_cause": result.root_cause, "compile_cache": result.compile_cache,
+        "compile_cache_hit": vllm_log.compile_cache_hit(log),
         "server_start_s": server.get("start_s"), "port": server.get("port"), "command": server.get("command"),
+        "vllm_import_prefetched": server.get("vllm_import_prefetched"), "vllm_import_s": server.get("vllm_import_s"),
+        "engine_core_start_method": server.get("engine_core_start_method"),
         "tokenizer": server.get("tokenizer"), "weights_source": server.get("weights_source"),
         "leftover_processes_killed": result.leftover_processes_killed, "seconds": result.seconds,
         "failed_levels": json.dumps(failed[["mode", "level", "failure"]].to_dict(orient="records"))

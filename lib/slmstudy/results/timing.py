@@ -56,7 +56,12 @@ def of_job(kind: str, out: Path, result: RunResult) -> dict[str, Any]:
     elif kind == "serve":
         records = journal_mod.read(out / "events.jsonl")
         server = json.loads((out / "server.json").read_text()) if (out / "server.json").exists() else {}
-        t.update(engine_start_s=server.get("start_s"), measure_s=_phase_sum(records, MEASURE_PHASES))
+        log = (out / "server.log").read_text(errors="replace") if (out / "server.log").exists() else ""
+        timings = vllm_log.engine_timings(log)  # the engine core logs as the offline engine does
+        t.update(import_s=0.0 if server.get("vllm_import_prefetched") else None,
+                 engine_start_s=server.get("start_s"), weights_load_s=timings.get("weights_load_s"),
+                 compile_s=timings.get("compile_s"), graph_capture_s=timings.get("graph_capture_s"),
+                 measure_s=_phase_sum(records, MEASURE_PHASES))
     return t
 
 

@@ -18,6 +18,9 @@ from __future__ import annotations
 import atexit
 import contextlib
 import errno
+import json
+import os
+import re
 import socket
 import subprocess
 import sys
@@ -106,6 +109,34 @@ def _listening_pids(pids: list[psutil.Process], port: int) -> set[int]:
 
 # ------------------------------------------------------------------ failures
 # ----------------------------------------------------------------------- server
+STANDBY = [sys.executable, "-m", "slmstudy.engine.vllm_cli", "--standby"]
+
+
+def server_env(env: dict[str, str] | None) -> dict[str, str]:
+    """The environment a server (or its standby) runs with: ``env``, and the engine
+    core *forked* from the API server unless the caller or the environment says
+    otherwise. ``vllm serve`` defaults to spawn, which re-imports vLLM in the engine
+    process (~20 s of a server's ~65 s start on the lent H100); fork is vLLM's default
+    as a library, how the offline engines run, and safe here because the API server
+    never initialises CUDA (vLLM itself switches to spawn if it has)."""
+    out = dict(env or {})
+    if "VLLM_WORKER_MULTIPROC_METHOD" not in os.environ:
+        out.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "fork")
+    return out
+
+
+def start_standby(env: dict[str, str] | None, log: Path) -> procs.Group:
+    """A process for the study's next server: imports vLLM now, then waits for
+    ``VllmServer.start(standby=...)``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    return procs.start_standby(STANDBY, log, env=server_env(env))
+
+
+def _standby_import_s(log: str) -> float | None:
+    m = re.search(r"\[slmstudy\] vLLM imported in ([0-9.]+) s", log)
+    return float(m.group(1)) if m else None
+
+
 class VllmServer:
     """``with VllmServer(...) as server: ... server.base_url ...``"""
 
@@ -127,12 +158,13 @@ class VllmServer:
         self.start_timeout_s = start_timeout_s
         self.stop_grace_s = stop_grace_s
         self.extra_flags = list(extra_flags or [])
-        self.env = dict(env or {})
+        self.env = server_env(env)
         self.group: procs.Group | None = None
         self.started_at: float | None = None  # wall clock, when the process was started
         self.ready_at: float | None = None  # wall clock, when /health first answered 200
         self.stopped_at: float | None = None
         self.leftovers: int | None = None  # processes of the group still alive at stop
+        self.prefetched = False  # a standby process imported vLLM before start()
 
     @classmethod
     def for_model(cls, served: ServedModel, precision: str, engine: EngineOptions, seed: int, log_path: Path,
@@ -194,6 +226,11 @@ class VllmServer:
             "log_path": str(self.log_path),
             "started_at": self.started_at, "ready_at": self.ready_at, "stopped_at": self.stopped_at,
             "start_s": (self.ready_at - self.started_at) if self.ready_at and self.started_at else None,
+            # start_s leaves out an import a standby made beforehand; its log says how long
+            "vllm_import_prefetched": self.prefetched,
+            "vllm_import_s": _standby_import_s(self.log_text()) if self.prefetched else None,
+            "engine_core_start_method": self.env.get("VLLM_WORKER_MULTIPROC_METHOD",
+                                                     os.environ.get("VLLM_WORKER_MULTIPROC_METHOD")),
             "leftover_processes_killed": self.leftovers,
         }
 
@@ -204,9 +241,14 @@ class VllmServer:
             return ""
 
     # ------------------------------------------------------------- lifecycle
-    def start(self) -> "VllmServer":
+    def start(self, standby: procs.Group | None = None) -> "VllmServer":
+        """Start the server and wait until it is healthy (``standby``: a process from
+        ``start_standby(env=server_env(...))`` that imported vLLM already, sent this
+        server's command instead of starting one)."""
         if self.group is not None:
             raise RuntimeError("a VllmServer starts once; make a new one to start again")
+        if standby is not None:  # ours from here: stop() reaps it whatever happens next
+            self.group, self.prefetched = standby, True
         if self.requested_port is None:
             self.port = free_port(self.host)
         else:
@@ -219,7 +261,15 @@ class VllmServer:
             self.started_at = time.time()
             # Its own process group (one signal reaches every engine process) and a
             # watchdog for the deaths atexit cannot see (SIGKILL, a dead kernel).
-            self.group = procs.start_group(cmd, self.log_path, self.env)
+            if standby is None:
+                self.group = procs.start_group(cmd, self.log_path, self.env)
+            else:
+                standby.started = time.monotonic()
+                go = json.dumps([cmd[cmd.index("serve"):], str(self.log_path)]) + "\n"
+                with contextlib.suppress(BrokenPipeError, OSError):  # died waiting: _wait_ready says so
+                    assert standby.proc.stdin is not None
+                    standby.proc.stdin.write(go.encode())
+                    standby.proc.stdin.close()
             atexit.register(self.stop)
             self._wait_ready()
             self._check_identity()

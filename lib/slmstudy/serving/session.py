@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import write_json
-from ..engine import caches
+from ..engine import caches, procs
 from ..engine.args import engine_env
 from ..engine.journal import Journal
 from ..engine.runner import RunResult, clean
@@ -163,8 +163,15 @@ def measure(server: VllmServer, job: ServeJob, out: Path) -> None:
         journal.close()
 
 
-def run(job: ServeJob, out: Path, cache_root: Path) -> RunResult:
-    """Serve, load, record; never raises for a server that fails to start or dies."""
+def env(job: ServeJob, cache_root: Path) -> dict[str, str]:
+    """The server's environment (its standby's too): the model's caches, the precision's
+    engine settings."""
+    return {**caches.env(cache_root), **engine_env(job.engine.precision)}
+
+
+def run(job: ServeJob, out: Path, cache_root: Path, standby: procs.Group | None = None) -> RunResult:
+    """Serve, load, record; never raises for a server that fails to start or dies
+    (``standby``: from ``server.start_standby(env(job, cache_root), ...)``)."""
     clean(out)
     for name in RAW:
         (out / name).unlink(missing_ok=True)
@@ -174,12 +181,12 @@ def run(job: ServeJob, out: Path, cache_root: Path) -> RunResult:
     served = tokenizer.prepare(spec.model, spec.precision, spec.weights, spec.weights_path)
     server = VllmServer.for_model(served, spec.precision, spec.engine, spec.seed, out / "server.log",
                                   log_stats=job.load.server_metrics, start_timeout_s=spec.engine.start_timeout_s,
-                                  env={**caches.env(cache_root), **engine_env(job.engine.precision)})
+                                  env=env(job, cache_root))
     cache_state = caches.prepare(cache_root, cold=False)
     started = time.time()
     error = cause = None
     try:
-        server.start()
+        server.start(standby)
         measure(server, job, out)
     except ServerStartError as exc:
         error, cause = str(exc), exc.root_cause or str(exc)
