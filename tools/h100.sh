@@ -54,6 +54,8 @@ PY
     ;;
   study)
     rc=0
+    # the copy has no .git: every row must name the commit that was sent (40 hex digits)
+    : "${SLMSTUDY_GIT_COMMIT:?set SLMSTUDY_GIT_COMMIT to the commit of this tree: git rev-parse HEAD where it was sent from}"
     # No new measurement after START_BUDGET s, so none is cut off by the call's limit;
     # the next call resumes the plan, and the notebooks run once it is complete.
     timeout -s TERM "${RUN_TIMEOUT:-570}" python3 -m slmstudy run --profile gpu --start-budget "${START_BUDGET:-340}" "$@" 2>&1 \

@@ -39,10 +39,24 @@ def plain(log: str) -> str:
     return _ANSI.sub("", log)
 
 
+def compile_cache_hit(log: str) -> bool | None:
+    """Whether vLLM took this engine's compiled graph from its cache ("Directly load the
+    compiled graph(s) ... from the cache") or compiled it ("Compiling a graph for ...");
+    None when the log says neither (eager mode, the CPU engine's own path). A cache
+    folder that holds *some* graph says nothing: each precision and shape range
+    compiles its own."""
+    log = plain(log)
+    if "Directly load the compiled graph" in log:
+        return True
+    if "Compiling a graph for" in log:
+        return False
+    return None
+
+
 def engine_timings(log: str) -> dict[str, Any]:
     log = plain(log)
     out: dict[str, Any] = {k: None for k in PATTERNS}
-    out.update(weights_gib_log=None, graph_gib_log=None)
+    out.update(weights_gib_log=None, graph_gib_log=None, compile_cache_hit=compile_cache_hit(log))
     for key, pat in PATTERNS.items():
         m = pat.search(log)
         if not m:

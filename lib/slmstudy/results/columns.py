@@ -75,9 +75,14 @@ COLUMNS: dict[str, Column] = {
     "vllm_import_s": Column("vLLM import", "s", "import of vLLM in the engine process", (C,)),
     "vllm_import_prefetched": Column("import beforehand", "", "True: a standby process imported vLLM while the "
                                      "previous job ran, before it was sent this job", (C,)),
+    "engine_core_start_method": Column("engine core start", "", "how a server's engine core process began: fork "
+                                       "(from the API server, no second import of vLLM) or spawn", (C,)),
     "compile_s": Column("torch.compile", "s", "as vLLM logs it", (C, T)),
     "graph_capture_s": Column("CUDA graphs", "s", "capture time as vLLM logs it", (C, T)),
-    "compile_cache": Column("compile cache", "", "what the start found: emptied (cold start), empty or warm", (C,)),
+    "compile_cache": Column("compile cache", "", "what the start found: emptied (cold start), empty or warm "
+                            "(the folder holds some graph)", (C,)),
+    "compile_cache_hit": Column("compiled graph from cache", "", "True: vLLM loaded this engine's compiled graph "
+                                "from the cache; False: it compiled it (its log says which)", (C,)),
     "weights_gib": Column("weights", "GiB", "vLLM's weight memory (the parameter tensors' bytes on the CPU engine)",
                           (C, X)),
     "weights_gib_analytic": Column("weights, analytic", "GiB", "from the architecture config and the precision", (C,)),
