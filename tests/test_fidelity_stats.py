@@ -144,3 +144,22 @@ def test_serving_crosscheck_names_a_failed_run():
     out = bench_serve_rows(df, 5.0)
     assert list(out["verdict"]) == ["not measured"]
     assert out["why"].iloc[0] == "bench_serve round 1: ConnectionError: refused"
+
+
+def test_bootstrap_percentile_ci_by_hand():
+    from slmstudy.stats import bootstrap_percentile_ci
+
+    # every request the same: the interval is that value
+    assert bootstrap_percentile_ci([[0.1]] * 10, 50) == (0.1, 0.1)
+    # two values: every resample's median lies between them, and both extremes occur
+    lo, hi = bootstrap_percentile_ci([[1.0], [3.0]], 50, resamples=2000)
+    assert (lo, hi) == (1.0, 3.0)
+    # groups are resampled whole: a request of 99 gaps of 1 ms and one of a single 1 s
+    # gap; the pooled p50 is 1 ms unless a resample holds the slow request only
+    lo, hi = bootstrap_percentile_ci([[0.001] * 99, [1.0]], 50, resamples=400)
+    assert lo == 0.001 and hi == 1.0  # both requests drawn twice: a quarter of resamples each
+    assert bootstrap_percentile_ci([[0.2]], 50) != bootstrap_percentile_ci([[0.2]], 50)  # NaN: one group
+    # a known distribution: the CI of the median of 400 uniform(0, 1) draws holds 0.5
+    x = np.random.default_rng(1).uniform(0, 1, 400)
+    lo, hi = bootstrap_percentile_ci([[v] for v in x], 50)
+    assert lo < 0.5 < hi and hi - lo < 0.15

@@ -33,7 +33,7 @@ from slmstudy.experiments import serving_bounds as sb
 from slmstudy.results import serving_tables
 from slmstudy.serving import session
 from slmstudy.serving.server import PortInUse, ServerStartError, VllmServer, start_standby
-from slmstudy.serving.spec import BenchServeCheck, LoadLevels, LoadSpec, ServeJob
+from slmstudy.serving.spec import BenchServeCheck, LoadLevels, LoadSpec, ServeJob, SteadyState
 
 pytestmark = [
     pytest.mark.engine,
@@ -187,7 +187,7 @@ def test_closed_and_open_loop_sweeps_with_telemetry(server, tmp_path):
     orow = levels[levels["mode"] == "rate"].iloc[0]
     oreq = req[req["mode"] == "rate"]
     assert orow["status"] == "ok" and orow["send_lag_p99_s"] < 0.5
-    assert sorted(oreq["index"]) == list(range(9, 13))  # past the first sweep's prompts and warm-up
+    assert sorted(oreq["index"]) == list(range(8, 12))  # past the first sweep's prompts
     sched = oreq.sort_values("index")["scheduled_s"].to_numpy()
     np.testing.assert_allclose(sched, load.poisson_arrivals(4.0, 4, seed=3))
 
@@ -269,6 +269,39 @@ def test_crosscheck_with_vllm_bench_serve_alternates_on_the_same_prompts(server,
     assert set(table["verdict"]) <= {"agrees", "inconclusive"}  # two rounds: no interval, never "differs"
     prompts = (tmp_path / "bench_serve_r1_c1.prompts.jsonl").read_text().splitlines()
     assert [json.loads(x)["prompt"] for x in prompts] == [tokenizer.prompt_text(16, 5, i) for i in range(4)]
+
+
+def test_steady_state_windows_count_only_their_requests(server, tmp_path):
+    # Levels that send until their window lasts 1.5 s and holds 3 completed requests
+    # per user: warm-up (each user's first request) and drain requests are left out.
+    job = ServeJob(engine=EngineSpec(model=MODEL, precision="bf16", engine=ENGINE, seed=4),
+                   load=LoadSpec(api="completions", input_tokens=16, output_tokens=OUT, warmup_requests=0,
+                                 closed_loop=LoadLevels(levels=(2,), requests_per_level=2),
+                                 open_loop=LoadLevels(levels=(4.0,), requests_per_level=2), client_demo=False,
+                                 steady=SteadyState(min_s=1.5, per_user=3, max_s=60)))
+    session.measure(server, job, tmp_path)
+    now = time.time()
+    tables = serving_tables.build(tmp_path, job, RunResult(None, None, 0, 0, 1.0, now - 1, now))
+    levels, req = tables["levels"].set_index("mode"), tables["requests"]
+    for mode, users in (("concurrency", 2), ("rate", None)):
+        lv, r = levels.loc[mode], req[req["mode"] == mode]
+        assert lv["window"] == "steady state" and not lv["window_short"] and lv["window_s"] >= 1.5
+        steady = r[r["window_phase"] == "steady"]
+        # exactly the window's requests are counted, and the rest are accounted for
+        assert len(steady) == lv["requests"] == lv["completed"] >= 3 * (users or 1)
+        assert lv["warmup_excluded"] + lv["drain_excluded"] + lv["requests"] == lv["sent"] == len(r)
+        assert (steady["t_send"] >= lv["window_t0"]).all() and (steady["t_end"] <= lv["window_t1"]).all()
+        np.testing.assert_allclose(lv["req_s"], lv["completed"] / lv["window_s"])
+        assert lv["duration_s"] > lv["window_s"]  # the level also held its warm-up and drain
+        for q in (50, 90, 99):
+            assert lv[f"ttft_p{q}_lo_s"] <= lv[f"ttft_p{q}_s"] <= lv[f"ttft_p{q}_hi_s"]
+        assert lv["itl_p50_lo_s"] <= lv["itl_p50_s"] <= lv["itl_p50_hi_s"]
+    closed = req[req["mode"] == "concurrency"]
+    # each user's first request is warm-up; the server's counters hold the whole level
+    assert (closed.groupby("user")["t_send"].idxmin().map(closed["window_phase"]) == "warmup").all()
+    assert levels.loc["concurrency", "warmup_excluded"] >= 2
+    assert levels.loc["concurrency", "srv_requests_finished_delta"] == levels.loc["concurrency", "sent"]
+    assert len(set(req["index"])) == len(req)  # no prompt sent twice across the two sweeps
 
 
 def test_second_server_on_the_same_port_fails_at_once(server, tmp_path):

@@ -102,3 +102,29 @@ def agreement_verdict(difference_pct: float, ci_lo: float, ci_hi: float, toleran
     if has_ci and not (ci_lo <= 0 <= ci_hi):
         return "differs"
     return "inconclusive"
+
+
+def bootstrap_percentile_ci(groups: Sequence[Sequence[float]], q: float, level: float = 0.95,
+                            resamples: int = 1000, seed: int = 0, max_work: float = 2e7) -> tuple[float, float]:
+    """A percentile-bootstrap CI of the ``q``-th percentile of the pooled values of
+    ``groups`` (one group per request: a request's TTFT, or all its inter-token gaps),
+    resampling whole groups, since the values of one request are not independent.
+    Fewer resamples (not fewer than 100) when pooling would exceed ``max_work`` values;
+    NaN with fewer than two groups."""
+    arrays = [np.asarray(g, float) for g in groups]
+    arrays = [a[np.isfinite(a)] for a in arrays]
+    arrays = [a for a in arrays if len(a)]
+    n = len(arrays)
+    if n < 2:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    sizes = np.array([len(a) for a in arrays])
+    if (sizes == 1).all():  # one value per group: a matrix of resamples at once
+        x = np.concatenate(arrays)
+        stats_ = np.percentile(x[rng.integers(0, n, (resamples, n))], q, axis=1)
+    else:
+        reps = int(min(resamples, max(100, max_work // max(int(sizes.sum()), 1))))
+        stats_ = np.array([np.percentile(np.concatenate([arrays[i] for i in rng.integers(0, n, n)]), q)
+                           for _ in range(reps)])
+    tail = 100 * (1 - level) / 2
+    return float(np.percentile(stats_, tail)), float(np.percentile(stats_, 100 - tail))

@@ -94,7 +94,19 @@ COLUMNS: dict[str, Column] = {
     # serving
     "mode": Column("load", "", "concurrency (closed loop) or rate (Poisson arrivals)", (L, X)),
     "level": Column("level", "users or req/s", "concurrent users, or requests per second", (L, X)),
-    "req_s": Column("requests/s", "req/s", "completed requests over the level's duration", (L,)),
+    "req_s": Column("requests/s", "req/s", "completed requests over the level's duration (its steady-state window's, "
+                    "when it had one)", (L,)),
+    "window": Column("window", "", "steady state (only the window's requests count; serving.window) or whole level",
+                     (L,)),
+    "window_s": Column("window", "s", "the steady-state window's length (the level's duration without one)", (L,)),
+    "window_short": Column("window short", "", "True: the level reached steady_state.max_s before its window was "
+                           "long and full enough", (L,)),
+    "sent": Column("sent", "requests", "every request the level sent, warm-up and drain included", (L,)),
+    "warmup_excluded": Column("warm-up left out", "requests", "sent before the window began", (L,)),
+    "drain_excluded": Column("drain left out", "requests", "ended after the level stopped sending", (L,)),
+    "ttft_p90_hi_s": Column("time to first token, p90, upper CI", "s", "95% bootstrap interval of a level percentile "
+                            "(requests resampled whole): every <metric>_p<q>_lo_s / _hi_s for ttft, e2e, tpot, itl "
+                            "and q 50, 90, 99", (L,)),
     "ttft_p50_s": Column("time to first token, p50", "s", "median over the level's requests", (L, X)),
     "itl_p50_s": Column("inter-token latency, p50", "s", "median of every gap between tokens", (L,)),
     "e2e_mean_s": Column("end-to-end latency, mean", "s", "request sent to last token", (L,)),

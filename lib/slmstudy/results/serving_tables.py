@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..engine import journal as journal_mod
 from ..engine import vllm_log
+from ..stats import bootstrap_percentile_ci
 from ..engine.runner import RunResult
 from ..serving.spec import ServeJob
 from ..telemetry.server_metrics import COUNTERS, GAUGES
@@ -129,6 +130,30 @@ def with_server_view(levels: pd.DataFrame, records: list[dict[str, Any]], metric
     return pd.concat([out, gauges], axis=1)
 
 
+CI_METRICS = ("ttft", "e2e", "tpot", "itl")
+CI_PERCENTILES = (50, 90, 99)
+
+
+def with_percentile_cis(levels: pd.DataFrame, requests: pd.DataFrame) -> pd.DataFrame:
+    """Each level's latency percentiles with a 95% bootstrap CI (``<metric>_p<q>_lo``,
+    ``_hi``) from the requests its statistics count (the steady-state window's, when
+    the level had one), resampling requests (``stats.bootstrap_percentile_ci``)."""
+    if levels.empty or requests.empty:
+        return levels
+    out = levels.copy()
+    counted = requests[requests["error_type"].isna()]
+    if "window_phase" in counted:
+        counted = counted[counted["window_phase"].fillna("steady") == "steady"]
+    for i, lv in out.iterrows():
+        rows = counted[(counted["mode"] == lv["mode"]) & (counted["level"] == lv["level"])]
+        for m in CI_METRICS:
+            groups = list(rows["itl_s"]) if m == "itl" else [[v] for v in rows[f"{m}_s"]]
+            for q in CI_PERCENTILES:
+                lo, hi = bootstrap_percentile_ci(groups, q, seed=q)
+                out.loc[i, f"{m}_p{q}_lo_s"], out.loc[i, f"{m}_p{q}_hi_s"] = lo, hi
+    return out
+
+
 def load_metrics(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The periodic ``/metrics`` reads, and what the scraper's closing line says it
     cost (reads made, CPU seconds of its thread); no closing line after a crash."""
@@ -195,6 +220,7 @@ def build(out: Path, job: ServeJob, result: RunResult) -> dict[str, pd.DataFrame
     facts = energy.trace_facts(tel, *energy.idle_window(records))
     config.update(facts)
     levels = with_server_view(level_rows(levels, tel, facts["idle_power_w"]), records, metrics)  # type: ignore[arg-type]
+    levels = with_percentile_cis(levels, requests)
     check = crosscheck_rows(out / "crosscheck.jsonl")
     return {
         "configs": pd.DataFrame([config]),

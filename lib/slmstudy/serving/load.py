@@ -36,8 +36,9 @@ import numpy as np
 import pandas as pd
 
 from ..engine.journal import Journal
-from . import tokenizer
+from . import tokenizer, window
 from .client import RequestRecord, StreamingClient
+from .spec import SteadyState
 from .tokenizer import Api
 
 Mode = Literal["concurrency", "rate"]
@@ -150,6 +151,97 @@ async def open_loop(client: StreamingClient, w: Workload, rate: float, n_request
     return list(await asyncio.gather(*tasks))
 
 
+async def closed_loop_window(client: StreamingClient, w: Workload, concurrency: int, steady: SteadyState,
+                             first_index: int = 0, on_record: Callable[[RequestRecord], None] | None = None,
+                             ) -> tuple[list[dict[str, Any]], window.Window | None, bool]:
+    """``concurrency`` users, each sending its next request as soon as its last ended,
+    until the steady-state window is long and full enough (``serving.window``).
+    Returns the rows, the window (None if it never began) and whether it is short."""
+    if concurrency < 1:
+        raise ValueError("concurrency must be >= 1")
+    rows: list[dict[str, Any]] = []
+    t0, wall0 = time.perf_counter(), time.time()
+    st: dict[str, Any] = {"taken": 0, "first_ends": [], "start": None, "stop": None, "short": False, "done": 0}
+
+    def ended(rec: RequestRecord, first: bool) -> None:
+        if first:
+            st["first_ends"].append(rec.t_end)
+            if len(st["first_ends"]) == concurrency:
+                st["start"] = window.closed_start(st["first_ends"])
+        elif st["start"] is not None and rec.t_send >= st["start"] and rec.ok:
+            st["done"] += 1
+        if st["stop"] is None:
+            now = time.time()
+            win = now - st["start"] if st["start"] is not None else None
+            stop, short = window.enough(win, st["done"], concurrency, now - wall0, steady.min_s, steady.per_user,
+                                        steady.max_s)
+            if stop:
+                st["stop"], st["short"] = now, short
+
+    async def user(u: int) -> None:
+        first = True
+        while st["stop"] is None:
+            i = st["taken"]
+            st["taken"] += 1
+            sent = time.perf_counter() - t0
+            rec = await _send(client, w, first_index + i)
+            rows.append({**rec.row(), "user": u, "send_offset_s": sent})
+            ended(rec, first)
+            first = False
+            if on_record:
+                on_record(rec)
+
+    await asyncio.gather(*(user(u) for u in range(concurrency)))
+    win = window.Window(st["start"], st["stop"]) if st["start"] is not None else None
+    return rows, win, st["short"] or win is None
+
+
+async def open_loop_window(client: StreamingClient, w: Workload, rate: float, steady: SteadyState,
+                           first_index: int = 0, on_record: Callable[[RequestRecord], None] | None = None,
+                           ) -> tuple[list[dict[str, Any]], window.Window | None, bool]:
+    """Poisson arrivals at ``rate`` req/s (seeded gaps, as ``poisson_arrivals``) until the
+    steady-state window is long and full enough; the concurrency it must hold
+    ``per_user`` times is the mean in flight, rate x mean end-to-end latency."""
+    if not (rate > 0 and math.isfinite(rate)):
+        raise ValueError("a steady-state window needs a finite rate > 0")
+    rng = np.random.default_rng(w.seed)
+    t0, wall0 = time.perf_counter(), time.time()
+    st: dict[str, Any] = {"start": None, "stop": None, "short": False, "done": 0, "e2e": []}
+    tasks: list[asyncio.Task[dict[str, Any]]] = []
+
+    async def one(i: int, scheduled: float) -> dict[str, Any]:
+        sent = time.perf_counter() - t0
+        rec = await _send(client, w, first_index + i)
+        if st["start"] is None:
+            st["start"] = rec.t_end
+        elif rec.t_send >= st["start"] and rec.ok and (st["stop"] is None or rec.t_end <= st["stop"]):
+            st["done"] += 1
+        if rec.ok:
+            st["e2e"].append(rec.total_s)
+        if on_record:
+            on_record(rec)
+        return {**rec.row(), "scheduled_s": scheduled, "send_offset_s": sent, "send_lag_s": sent - scheduled}
+
+    offset = 0.0
+    while True:
+        now = time.time()
+        in_flight = rate * (sum(st["e2e"]) / len(st["e2e"])) if st["e2e"] else 1.0
+        win = now - st["start"] if st["start"] is not None else None
+        stop, short = window.enough(win, st["done"], in_flight, now - wall0, steady.min_s, steady.per_user,
+                                    steady.max_s)
+        if stop:
+            st["stop"], st["short"] = now, short
+            break
+        offset += float(rng.standard_exponential()) / rate
+        delay = t0 + offset - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(len(tasks), offset)))
+    rows = list(await asyncio.gather(*tasks))
+    win = window.Window(st["start"], st["stop"]) if st["start"] is not None else None
+    return rows, win, st["short"] or win is None
+
+
 # --------------------------------------------------------------- aggregates
 def _pct(values: Sequence[float] | np.ndarray, q: float) -> float:
     x = np.asarray(values, dtype=float)
@@ -221,13 +313,15 @@ class SweepResult:
     levels: pd.DataFrame  # one row per load level
     requests: pd.DataFrame  # one row per request (tidy: itl_s is a list per request)
     completed: bool  # False when it stopped at a failed level
+    next_index: int = 0  # the prompt index a later sweep on the same server starts from
 
 
 async def sweep(client: StreamingClient, w: Workload, mode: Mode, levels: Sequence[float], requests_per_level: int,
                 slo: Slo = Slo(), warmup_requests: int = 0, journal: Journal | None = None,
                 labels: dict[str, Any] | None = None, stop_on_failed_level: bool = True,
                 on_record: Callable[[RequestRecord], None] | None = None, first_index: int = 0,
-                on_edge: Callable[[str, dict[str, Any]], None] | None = None) -> SweepResult:
+                on_edge: Callable[[str, dict[str, Any]], None] | None = None,
+                steady: SteadyState | None = None) -> SweepResult:
     """Every level in turn; journal phases (``warmup``, ``load``) line them up with telemetry.
 
     ``on_edge("start" | "end", labels)`` is called just before each level's clock
@@ -236,7 +330,11 @@ async def sweep(client: StreamingClient, w: Workload, mode: Mode, levels: Sequen
 
     Request ``i`` of the sweep gets prompt index ``first_index + i``: give later
     sweeps on the same server a ``first_index`` past the earlier ones, so that no
-    prompt is sent twice (with prefix caching on, a repeat would be a cache hit)."""
+    prompt is sent twice (with prefix caching on, a repeat would be a cache hit).
+
+    With ``steady`` each level sends until its steady-state window is long and full
+    enough (``serving.window``) and its statistics cover the window's requests only;
+    without, it sends ``requests_per_level`` and they all count."""
     if mode not in ("concurrency", "rate"):
         raise ValueError(f"mode must be 'concurrency' or 'rate', not {mode!r}")
     labels = dict(labels or {})
@@ -257,31 +355,48 @@ async def sweep(client: StreamingClient, w: Workload, mode: Mode, levels: Sequen
             t_wall = time.time()
             t0 = time.perf_counter()
             cpu0 = time.process_time()
-            if mode == "concurrency":
+            win, short = None, False
+            if steady is None and mode == "concurrency":
                 rows = await closed_loop(client, w, int(level), requests_per_level, next_index, on_record)
-            else:
+            elif steady is None:
                 rows = await open_loop(client, w, float(level), requests_per_level, next_index, on_record)
+            elif mode == "concurrency":
+                rows, win, short = await closed_loop_window(client, w, int(level), steady, next_index, on_record)
+            else:
+                rows, win, short = await open_loop_window(client, w, float(level), steady, next_index, on_record)
             duration = time.perf_counter() - t0
             client_cpu_s = time.process_time() - cpu0
             extra["duration_s"] = duration
         if on_edge:
             on_edge("end", lab)
-        next_index += requests_per_level
-        agg = aggregate(rows, duration, slo)
+        next_index += len(rows)
+        parts = window.split(rows, win) if steady is not None else {"steady": rows, "warmup": [], "drain": []}
+        counted = parts["steady"]
+        agg = aggregate(counted, win.seconds if win else duration, slo)
         # The load generator shares the host with the server: what it cost is part of the record.
-        row = {**lab, "t0": t_wall, "t1": t_wall + duration, **agg, "client_cpu_s": client_cpu_s}
+        # duration_s: the whole level (the server's counters are read at its edges);
+        # the rates and percentiles above: the window's steady requests only
+        row = {**lab, "t0": t_wall, "t1": t_wall + duration, **agg, "duration_s": duration,
+               "client_cpu_s": client_cpu_s, "window": "steady state" if steady is not None else "whole level",
+               "window_t0": win.start if win else None, "window_t1": win.stop if win else None,
+               "window_s": win.seconds if win else duration, "window_short": short,
+               "sent": len(rows), "warmup_excluded": len(parts["warmup"]), "drain_excluded": len(parts["drain"])}
+        for r in rows:
+            r["window_phase"] = window.phase(r["t_send"], r["t_end"], win) if win else (
+                "steady" if steady is None else "warmup")
         if mode == "rate":
-            lags = [r["send_lag_s"] for r in rows]
+            lags = [r["send_lag_s"] for r in counted]
             row["send_lag_p99_s"] = _pct(lags, 99)
         level_rows.append(row)
         request_rows += [{**lab, **r} for r in sorted(rows, key=lambda r: r["index"])]
         if journal:  # as soon as measured: a crash later keeps this level
             journal.write("level", **row)
             journal.write("requests", **lab, rows=rows)
-        if agg["status"] == "failed" and stop_on_failed_level:
+        if (agg["status"] == "failed" or (steady is not None and rows and not any(r["ok"] for r in rows))) \
+                and stop_on_failed_level:
             completed = False
             break
-    return SweepResult(pd.DataFrame(level_rows), pd.DataFrame(request_rows), completed)
+    return SweepResult(pd.DataFrame(level_rows), pd.DataFrame(request_rows), completed, next_index)
 
 
 class _NoPhase:

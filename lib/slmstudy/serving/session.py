@@ -29,7 +29,7 @@ from . import bench_serve, tokenizer
 from .client import StreamingClient
 from .load import Slo, Workload, run_sync, sweep
 from .server import ServerStartError, VllmServer
-from .spec import LoadLevels, ServeJob
+from .spec import LoadLevels, ServeJob, SteadyState
 from .tokenizer import GENERATED
 
 CROSSCHECK = "crosscheck.jsonl"
@@ -39,13 +39,14 @@ RAW = ("server.log", "server.json", "events.jsonl", "telemetry.jsonl", "telemetr
 
 def _sweep(server: VllmServer, journal: Journal, mode: str, levels: LoadLevels, w: Workload, warmup: int,
            slo: Slo, timeout_s: float, first_index: int, labels: dict[str, Any],
-           on_edge: Callable[[str, dict[str, Any]], None] | None) -> bool:
-    async def go() -> bool:
+           on_edge: Callable[[str, dict[str, Any]], None] | None, steady: SteadyState | None) -> int:
+    """One sweep; returns the prompt index the next sweep starts from."""
+    async def go() -> int:
         async with StreamingClient(server.base_url, server.served_model_name, timeout_s=timeout_s) as client:
             result = await sweep(client, w, mode, levels.levels, levels.requests_per_level, slo=slo,  # type: ignore[arg-type]
                                  warmup_requests=warmup, journal=journal, labels=labels, first_index=first_index,
-                                 on_edge=on_edge)
-            return result.completed
+                                 on_edge=on_edge, steady=steady)
+            return result.next_index
     return run_sync(go)
 
 
@@ -107,7 +108,7 @@ def crosscheck(server: VllmServer, job: ServeJob, out: Path, w: Workload, slo: S
                     if tool == "slmstudy":
                         _sweep(server, journal, "concurrency", LoadLevels(levels=(float(c),),
                                requests_per_level=check.requests), w, 0, slo, job.load.request_timeout_s,
-                               index, lab, None)
+                               index, lab, None, None)  # fixed size: both tools send the same prompts
                     else:
                         with journal.phase("bench_serve", level=c, **lab):
                             line = bench_serve.run(server.base_url, server.served_model_name, tok, w, c,
@@ -146,8 +147,8 @@ def measure(server: VllmServer, job: ServeJob, out: Path) -> None:
                                      ("rate", load.open_loop, 0)):
             if levels is None:
                 continue
-            _sweep(server, journal, mode, levels, w, warmup, slo, load.request_timeout_s, first, labels, edge)
-            first += len(levels.levels) * levels.requests_per_level + warmup
+            first = _sweep(server, journal, mode, levels, w, warmup, slo, load.request_timeout_s, first, labels, edge,
+                           load.steady)
         if load.bench_serve is not None:
             crosscheck(server, job, out, w, slo, first)
         if load.client_demo:

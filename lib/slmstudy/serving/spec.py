@@ -15,6 +15,16 @@ class LoadLevels(Frozen):
     requests_per_level: int = Field(gt=0)
 
 
+class SteadyState(Frozen):
+    """Each load level measures a steady-state window (``serving.window``): it keeps
+    sending until the window lasts ``min_s`` and holds ``per_user`` x the concurrency
+    in completed requests, or until ``max_s`` (then the level is marked short)."""
+
+    min_s: float = Field(gt=0)
+    per_user: int = Field(ge=1)
+    max_s: float = Field(gt=0)
+
+
 class BenchServeCheck(Frozen):
     """Our client and ``vllm bench serve`` against the same server, closed loop at
     each concurrency with the same prompts, alternated in ABBA order over rounds."""
@@ -41,6 +51,8 @@ class LoadSpec(Frozen):
     # scheduler's view (running, waiting, KV cache, preemptions, engine steps).
     server_metrics: bool = True
     bench_serve: BenchServeCheck | None = None
+    # None: each level sends requests_per_level and its statistics cover them all
+    steady: SteadyState | None = None
 
 
 class ServeJob(Frozen):
