@@ -27,7 +27,7 @@ def checked(module_project):
         "models": ["tiny-qwen2"],
         # 64 tokens per run: bench latency's measured window (3 runs) spans several telemetry samples
         "workload": {"input_len": 16, "output_len": 64, "batch_sizes": [1, 2], "repetitions": 1, "warmup": 1},
-        "bench_latency": {"batch_sizes": [1, 2], "iters": 3, "warmup": 1, "rounds": 2},
+        "bench_latency": {"batch_sizes": [1, 2], "iters": 3, "warmup": 1, "rounds": 2, "throughput": True},
         "harness_check": {"batch_sizes": [1, 4], "input_len": 16, "output_len": 16, "pairs": 2},
     })
     outcomes = study.run()
@@ -36,8 +36,8 @@ def checked(module_project):
 
 def test_rounds_are_fresh_engines_with_the_same_arguments(checked):
     study, outcomes, _ = checked
-    # hardware, then per round: bench at batch 2, bench at batch 1, the engine
-    assert list(outcomes["status"]) == ["ok"] * 7
+    # hardware, then per round: bench throughput and bench latency at batch 2, bench at batch 1, the engine
+    assert list(outcomes["status"]) == ["ok"] * 9
     cfg = study.table("configs")
     engines = cfg[cfg["round"].notna()].sort_values("round")
     assert list(engines["round"]) == [1, 2] and engines["engine_digest"].nunique() == 1
@@ -50,7 +50,10 @@ def test_rounds_are_fresh_engines_with_the_same_arguments(checked):
 def test_bench_latency_runs_just_before_each_engine(checked):
     study, _, _ = checked
     bench, runs, cfg = study.table("bench"), study.table("runs"), study.table("configs")
-    assert list(bench["status"]) == ["ok"] * 4 and sorted(bench["batch"]) == [1, 1, 2, 2]
+    assert sorted(bench["tool"]) == ["latency"] * 4 + ["throughput"] * 2  # throughput: the largest batch
+    assert list(bench["status"]) == ["ok"] * 6
+    bench = bench[bench["tool"] == "latency"]
+    assert sorted(bench["batch"]) == [1, 1, 2, 2]
     for _, b in bench.iterrows():
         key = cfg[(cfg["round"] == b["round"]) & cfg["engine_digest"].notna()]["config"].iloc[0]
         mine = runs[runs["config"] == key]
@@ -61,7 +64,7 @@ def test_bench_latency_runs_just_before_each_engine(checked):
         by_batch = g.set_index("batch")["finished_at"]
         assert by_batch[2] < by_batch[1]  # largest batch first, so each pair is about as far apart
     bench_runs = study.table("bench_runs")
-    two = bench_runs[bench_runs["batch"] == 2]
+    two = bench_runs[(bench_runs["batch"] == 2) & (bench_runs["tool"] == "latency")]
     assert len(two) == 6
     assert two["output_tok_s"].to_numpy() == pytest.approx(2 * 64 / two["latency_s"].to_numpy())
 
@@ -80,6 +83,7 @@ def test_verdict_pools_every_round_per_batch(checked):
     assert set(df["verdict"]) <= {"agrees", "differs", "inconclusive"}
     # the pooled difference is the two tools' medians over both rounds' rows of that batch
     runs, bench_runs = study.table("runs"), study.table("bench_runs")
+    bench_runs = bench_runs[bench_runs["tool"] == "latency"]
     for _, r in pooled.iterrows():
         ours = runs[runs["point"] == f"crosscheck_b{r['batch']}"]["output_tok_s"]
         theirs = bench_runs[bench_runs["batch"] == r["batch"]]["output_tok_s"]
@@ -106,6 +110,9 @@ def test_harness_ab_alternates_streamed_and_final_only_runs(checked):
 def test_both_sides_say_what_the_host_was_doing(checked):
     study, _, df = checked
     bench = study.table("bench")
+    # bench throughput writes its result after shutting its engine down: no window to place
+    assert bench[bench["tool"] == "throughput"]["window_t0"].isna().all()
+    bench = bench[bench["tool"] == "latency"]
     tick = 0.1  # the cpu profile samples at 10 Hz; a starved 2-core host can skip ticks
     for _, b in bench.iterrows():
         data = json.loads(study.folder.config_files("bench.json")[b["config"]].read_text())
@@ -124,3 +131,27 @@ def test_both_sides_say_what_the_host_was_doing(checked):
         seen = per_round[f"{side}_during_proc_cpu_pct_mean"].dropna()
         assert len(seen) and (seen > 0).all()
     assert {"bench_during_cpu_steal_pct_mean", "slmstudy_during_cpu_steal_pct_mean"} <= set(df.columns)
+
+
+def test_bench_throughput_at_the_largest_batch_each_round(checked):
+    # vllm bench throughput: the 2 requests of batch 2 in one generate, random prompts of
+    # exactly 16 tokens (our generated tokenizer), 64 out each with ignore_eos
+    study, _, _ = checked
+    bench = study.table("bench")
+    thru = bench[bench["tool"] == "throughput"].sort_values("round")
+    assert list(thru["round"]) == [1, 2] and (thru["batch"] == 2).all() and (thru["status"] == "ok").all()
+    for _, b in thru.iterrows():
+        data = json.loads(study.folder.config_files("bench.json")[b["config"]].read_text())
+        assert "bench throughput" in data["command"] and "--num-prompts 2" in data["command"]
+        assert data["num_requests"] == 2 and data["total_num_tokens"] == 2 * (16 + 64)
+    runs = study.table("bench_runs")
+    t = runs[runs["tool"] == "throughput"]
+    assert t["output_tok_s"].to_numpy() == pytest.approx(2 * 64 / t["latency_s"].to_numpy())
+    df = batch_scaling.crosscheck(study, tool="throughput")
+    assert list(zip(df["batch"], df["round"])) == [(2, "1"), (2, "2"), (2, "all")]
+    pooled = df[df["round"] == "all"].iloc[0]
+    ours = study.table("runs")
+    ours = ours[ours["point"] == "crosscheck_b2"]["output_tok_s"]
+    assert pooled["bench_n"] == 2 and pooled["slmstudy_n"] == 6
+    assert pooled["median_difference_pct"] == pytest.approx(100 * (ours.median() / t["output_tok_s"].median() - 1))
+    assert "against vllm bench throughput" in batch_scaling.crosscheck_verdict(df, 15, tool="throughput")

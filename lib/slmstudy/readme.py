@@ -139,6 +139,8 @@ def crosscheck_lines() -> list[str]:
     bench, runs = v.table("bench_runs"), v.table("runs")
     if bench.empty:
         return []
+    if "tool" in bench:  # bench latency's iterations (bench throughput has its own verdict)
+        bench = bench[bench["tool"].fillna("latency") == "latency"]
     parts = []
     batches = sorted(bench["batch"].unique()) if "batch" in bench else [1]
     for model in _params(v)["models"]:

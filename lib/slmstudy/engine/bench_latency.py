@@ -32,10 +32,12 @@ from .spec import BenchLatencyJob
 RESULT = "bench.json"
 
 
-def command(job: BenchLatencyJob, out_json: Path) -> list[str]:
+def command(job: BenchLatencyJob, out_json: Path, tokenizer: str | None = None) -> list[str]:
     spec, point = job.engine, job.point
     source = modeldir.prepare(spec.model, spec.precision, spec.weights, spec.weights_path)
     kwargs = engine_kwargs(source, spec.precision, spec.engine, spec.seed)
+    if job.tool == "throughput":
+        return _throughput_command(job, out_json, kwargs, tokenizer)
     cmd = [
         sys.executable, "-m", "slmstudy.engine.vllm_cli", "bench", "latency",
         "--model", source.model,
@@ -50,14 +52,37 @@ def command(job: BenchLatencyJob, out_json: Path) -> list[str]:
     return cmd
 
 
-def run(job: BenchLatencyJob, out: Path, cache_root: Path) -> RunResult:
+def _throughput_command(job: BenchLatencyJob, out_json: Path, kwargs: dict[str, Any],
+                        tokenizer: str | None) -> list[str]:
+    """``vllm bench throughput``: ``batch`` random prompts of exactly ``input_len``
+    tokens (range ratio 0), ``output_len`` each with ignore_eos (its own setting), all
+    handed to one ``generate``. Its random dataset samples token IDs and decodes them
+    to text, so it needs a tokenizer: with dummy weights the generated one
+    (``tokenizer``), which the engine then also uses (detokenising stays off)."""
+    point = job.point
+    kw = dict(kwargs)
+    if tokenizer:
+        kw.update(tokenizer=tokenizer, skip_tokenizer_init=False)
+    return [
+        sys.executable, "-m", "slmstudy.engine.vllm_cli", "bench", "throughput",
+        "--model", kw.pop("model"),
+        "--dataset-name", "random", "--random-input-len", str(point.input_len),
+        "--random-output-len", str(point.output_len), "--random-range-ratio", "0",
+        "--num-prompts", str(point.batch), "--disable-detokenize",
+        "--output-json", str(out_json),
+        *cli_flags(kw),
+    ]
+
+
+def run(job: BenchLatencyJob, out: Path, cache_root: Path, tokenizer: str | None = None) -> RunResult:
     """Run it into ``out``; ``bench.json`` holds vLLM's numbers, the command and the
-    measured window (``window_t0``/``window_t1``, wall clock)."""
+    measured window (``window_t0``/``window_t1``, wall clock). ``tokenizer``: for
+    ``bench throughput`` with dummy weights, the generated tokenizer's folder."""
     clean(out)
     job_json = out / "vllm_bench.json"
     job_json.unlink(missing_ok=True)
     (out / "telemetry.jsonl").unlink(missing_ok=True)
-    cmd = command(job, job_json)
+    cmd = command(job, job_json, tokenizer)
     cache_state = caches.prepare(cache_root, cold=False)
     # Rooted at this process: the tree then holds bench latency and its engine core.
     sampler = Sampler.from_options(job.engine.telemetry, out / "telemetry.jsonl", root_pid=os.getpid())
@@ -74,21 +99,30 @@ def run(job: BenchLatencyJob, out: Path, cache_root: Path) -> RunResult:
     result: dict[str, Any] = {"command": " ".join(cmd), "returncode": fin.returncode, "seconds": fin.seconds,
                               "telemetry": sampler is not None}
     if idle:
-        result.update(idle_t0=idle[0], idle_t1=idle[1], idle_state="before bench latency started")
+        result.update(idle_t0=idle[0], idle_t1=idle[1], idle_state=f"before bench {job.tool} started")
     error = cause = None
     if fin.error or fin.returncode != 0 or not job_json.exists():
         log = (out / "bench.log").read_text(errors="replace")
-        error = fin.error or f"vllm bench latency {procs.describe_exit(fin.returncode)}"
+        error = fin.error or f"vllm bench {job.tool} {procs.describe_exit(fin.returncode)}"
         cause = fin.error or vllm_log.root_cause(log) or vllm_log.died_process(log) or error
         result["error"] = cause
     else:
         data = json.loads(job_json.read_text())
+        if job.tool == "throughput":
+            # one generate of the whole batch: its elapsed time is the one "latency"
+            data = {"avg_latency": data["elapsed_time"], "latencies": [data["elapsed_time"]],
+                    "num_requests": data.get("num_requests"), "total_num_tokens": data.get("total_num_tokens")}
+            result["num_requests"], result["total_num_tokens"] = data["num_requests"], data["total_num_tokens"]
         latencies = [float(x) for x in data.get("latencies") or []]
-        # The measured iterations ran back to back and the JSON was written as
-        # soon as they ended: they cover the sum(latencies) seconds before it.
-        written = job_json.stat().st_mtime
         result.update(avg_latency_s=float(data["avg_latency"]), latencies_s=latencies,
-                      percentiles=data.get("percentiles"), window_t0=written - sum(latencies), window_t1=written)
+                      percentiles=data.get("percentiles"))
+        if job.tool == "latency":
+            # The measured iterations ran back to back and the JSON was written as
+            # soon as they ended: they cover the sum(latencies) seconds before it.
+            # (bench throughput shuts its engine down first, seconds that vary: its
+            # window cannot be placed on the clock, so its row has no telemetry.)
+            written = job_json.stat().st_mtime
+            result.update(window_t0=written - sum(latencies), window_t1=written)
     write_json(out / RESULT, result)
     return RunResult(error=error, root_cause=cause, returncode=fin.returncode,
                      leftover_processes_killed=fin.leftovers, seconds=fin.seconds, started_at=started,

@@ -158,7 +158,9 @@ class EngineJob(Frozen):
 class BenchLatencyJob(Frozen):
     """``vllm bench latency`` with an engine's very arguments and one point's
     workload, run just before that engine (``precedes``) so both see the same
-    machine state."""
+    machine state. ``tool="throughput"``: ``vllm bench throughput`` instead, the
+    point's batch as one offline batch of random prompts of its lengths (one timed
+    ``generate`` per process: ``iters`` 1, no warm-up)."""
 
     kind: Literal["bench_latency"] = "bench_latency"
     engine: EngineSpec
@@ -167,10 +169,12 @@ class BenchLatencyJob(Frozen):
     warmup: int = Field(ge=0)
     round: int = Field(1, ge=1)
     timeout_s: float = Field(900.0, gt=0)
+    tool: Literal["latency", "throughput"] = "latency"
 
     @property
     def key(self) -> str:
-        return f"{self.engine.key}__bench_b{self.point.batch}" + (f"__round{self.round}" if self.round > 1 else "")
+        name = "bench" if self.tool == "latency" else "bthru"
+        return f"{self.engine.key}__{name}_b{self.point.batch}" + (f"__round{self.round}" if self.round > 1 else "")
 
     @property
     def precedes(self) -> tuple[str, str, int]:

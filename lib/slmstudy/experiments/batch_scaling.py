@@ -59,6 +59,9 @@ class CrossCheck(Strict):
     # from process to process (host-bound steps), more than the tolerance; with 3
     # rounds or more the CI comes from the rounds' own differences.
     rounds: PositiveInt = Field(1, le=20)
+    # Also ``vllm bench throughput`` at the largest of batch_sizes, once per round, just
+    # before the same engine: one offline batch of that many random prompts.
+    throughput: bool = False
 
 
 class HarnessParams(Strict):
@@ -150,6 +153,9 @@ def jobs(p: Params) -> list[Job]:
             spec = engine_spec(p, model, p.precision, max_batch)
             out += [BenchLatencyJob(engine=spec, point=pt, iters=xc.iters, warmup=xc.warmup, round=n)
                     for pt in xpoints]
+            if xc.throughput:
+                out.append(BenchLatencyJob(engine=spec, point=xpoints[-1], iters=1, warmup=0, round=n,
+                                           tool="throughput"))
             if n > 1:
                 out.append(engine_job(p, model, p.precision, xpoints, max_batch, round=n))
     return out
@@ -173,24 +179,34 @@ def summary(study: Study[Params]) -> pd.DataFrame:
     return stats.summarize(runs, ["model", "precision", "batch"], [m for m in METRICS if m in runs])
 
 
-def crosscheck(study: Study[Params]) -> pd.DataFrame:
+def _tool(df: pd.DataFrame, tool: str) -> pd.DataFrame:
+    """Rows of one vLLM benchmark (folders from before ``tool`` existed hold latency only)."""
+    if df.empty:
+        return df
+    return df[df["tool"].fillna("latency") == tool] if "tool" in df else (df if tool == "latency" else df.iloc[0:0])
+
+
+def crosscheck(study: Study[Params], tool: str = "latency") -> pd.DataFrame:
     """Speed from our stream measurement against ``vllm bench latency`` at each
     cross-check batch, same engine arguments, same input and output lengths: one
     row per model, batch and round, then per model and batch the verdict row
     (round ``all``) on the medians of all rounds' runs, with the 95% CI of the
-    difference and its verdict."""
+    difference and its verdict. ``tool="throughput"``: against ``vllm bench
+    throughput`` at the largest cross-check batch (one value per round, so the CI
+    needs 3 rounds or more)."""
     p = study.params
     xc = p.bench_latency
-    if not xc.enabled:
+    if not xc.enabled or (tool == "throughput" and not xc.throughput):
         # no rows, but the columns the notebook selects on
         return pd.DataFrame(columns=["model", "batch", "round", "verdict"])
     runs = study.table("runs")
-    bench = study.table("bench")
-    bench_runs = study.table("bench_runs")
+    bench = _tool(study.table("bench"), tool)
+    bench_runs = _tool(study.table("bench_runs"), tool)
     configs = study.table("configs")
     rows = []
+    points = crosscheck_points(p) if tool == "latency" else crosscheck_points(p)[-1:]
     for model in p.models:
-        for point in crosscheck_points(p):
+        for point in points:
             ours_all, theirs_all, first = [], [], len(rows)
             for n in range(1, xc.rounds + 1):
                 cfg = configs[(configs["model"] == model) & (configs["round"] == n) & (configs["start"] == "any")] \
@@ -219,10 +235,11 @@ def crosscheck(study: Study[Params]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def crosscheck_verdict(df: pd.DataFrame, tolerance_pct: float) -> str:
+def crosscheck_verdict(df: pd.DataFrame, tolerance_pct: float, tool: str = "latency") -> str:
     """The cross-check's verdict in one sentence per model, from its pooled rows."""
     if df.empty:
-        return "not run: this profile sets bench_latency.enabled: false"
+        return ("not run: this profile sets bench_latency.enabled: false" if tool == "latency" else
+                "not run: this profile does not set bench_latency.throughput")
     parts = []
     for model, g in df[df["round"] == "all"].groupby("model", sort=False):
         cells = []
@@ -230,7 +247,7 @@ def crosscheck_verdict(df: pd.DataFrame, tolerance_pct: float) -> str:
             ci = f" [{r['difference_ci_lo']:+.1f}, {r['difference_ci_hi']:+.1f}]" \
                 if np.isfinite(r["difference_ci_lo"]) else ""
             cells.append(f"batch {r['batch']} {r['median_difference_pct']:+.1f}%{ci} {r['verdict']}")
-        parts.append(f"{model} against vllm bench latency (tolerance {tolerance_pct:g}%): " + ", ".join(cells))
+        parts.append(f"{model} against vllm bench {tool} (tolerance {tolerance_pct:g}%): " + ", ".join(cells))
     return "; ".join(parts) + "."
 
 

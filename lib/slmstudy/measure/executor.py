@@ -31,7 +31,7 @@ from ..platform import detect
 from ..results import edge_tables, engine_tables, serving_tables, timing
 from ..results.environment import capture, identity, identity_label
 from ..results.pool import Entry, Pool
-from ..serving import server, session
+from ..serving import server, session, tokenizer
 from ..serving.spec import ServeJob
 
 Progress = Callable[[str], None]
@@ -74,7 +74,11 @@ def run_job(job: Job, out: Path, pool: Pool, standby: procs.Group | None = None
         result = run_engine_job(job, out, pool.cache_root(job.engine.model), standby)
         return result, engine_tables.build(out, job, result)
     if isinstance(job, BenchLatencyJob):
-        result = bench_latency.run(job, out, pool.cache_root(job.engine.model))
+        tok = None
+        if job.tool == "throughput":  # its random prompts are decoded text: dummy weights need our tokenizer
+            e = job.engine
+            tok = tokenizer.prepare(e.model, e.precision, e.weights, e.weights_path).tokenizer_path
+        result = bench_latency.run(job, out, pool.cache_root(job.engine.model), tok)
         return result, engine_tables.build_bench(out, job, result)
     if isinstance(job, ServeJob):
         result = session.run(job, out, pool.cache_root(job.engine.model), standby)

@@ -230,7 +230,7 @@ def build_bench(out: Path, job: BenchLatencyJob, result: RunResult) -> dict[str,
     point = job.point
     latencies = data.get("latencies_s") or []
     row: dict[str, Any] = {
-        **labels(job), "round": job.round, "batch": point.batch, "input_len": point.input_len,
+        **labels(job), "tool": job.tool, "round": job.round, "batch": point.batch, "input_len": point.input_len,
         "output_len": point.output_len, "point_shape": point.shape_digest(), "iters": job.iters,
         "warmup": job.warmup, "status": "ok" if result.ok else "failed", "root_cause": result.root_cause,
         "command": data.get("command"), "seconds": result.seconds, "finished_at": result.finished_at,
@@ -245,7 +245,8 @@ def build_bench(out: Path, job: BenchLatencyJob, result: RunResult) -> dict[str,
         row.update(window_telemetry(tel, data["window_t0"], data["window_t1"], tokens,
                                     facts["idle_power_w"]))  # type: ignore[arg-type]
         row.update(facts)
-    runs = pd.DataFrame([{**labels(job), "round": job.round, "batch": point.batch, "iter": i, "latency_s": lat,
+    runs = pd.DataFrame([{**labels(job), "tool": job.tool, "round": job.round, "batch": point.batch, "iter": i,
+                          "latency_s": lat,
                           "output_tok_s": point.batch * point.output_len / lat}
                          for i, lat in enumerate(latencies)])
     return {"bench": pd.DataFrame([row]), "bench_runs": runs}
