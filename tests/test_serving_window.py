@@ -33,3 +33,30 @@ def test_when_a_level_stops_sending():
     assert window.enough(19.9, 500, 8, 30.0, **args) == (False, False)  # full, not long enough
     assert window.enough(20.0, 80, 8, 30.0, **args) == (True, False)
     assert window.enough(100.0, 40, 8, 120.0, **args) == (True, True)  # out of time: short
+
+
+def test_a_dead_server_ends_a_windowed_level_at_once():
+    # Nothing listens on the port: every request is refused. Without the stop on
+    # failures the level would send until max_s (here 60 s).
+    import time
+
+    from slmstudy.serving import load
+    from slmstudy.serving.client import StreamingClient
+    from slmstudy.serving.server import free_port
+    from slmstudy.serving.spec import SteadyState
+
+    steady = SteadyState(min_s=1.0, per_user=2, max_s=60.0)
+    w = load.Workload(input_tokens=4, output_tokens=2)
+
+    async def go():
+        async with StreamingClient(f"http://127.0.0.1:{free_port()}", "none", timeout_s=5) as c:
+            closed = await load.closed_loop_window(c, w, 2, steady)
+            opened = await load.open_loop_window(c, w, 50.0, steady)
+            return closed, opened
+
+    t0 = time.monotonic()
+    (rows_c, win_c, short_c), (rows_o, win_o, short_o) = load.run_sync(go)
+    assert time.monotonic() - t0 < 10
+    assert short_c and short_o
+    for rows in (rows_c, rows_o):
+        assert len(rows) >= load.FAILED_FIRST and {r["error_type"] for r in rows} == {"connection_refused"}

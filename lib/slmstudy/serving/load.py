@@ -151,6 +151,11 @@ async def open_loop(client: StreamingClient, w: Workload, rate: float, n_request
     return list(await asyncio.gather(*tasks))
 
 
+# A windowed level whose first this-many requests all failed stops sending (short):
+# otherwise a dead server would be hammered until max_s at every level.
+FAILED_FIRST = 5
+
+
 async def closed_loop_window(client: StreamingClient, w: Workload, concurrency: int, steady: SteadyState,
                              first_index: int = 0, on_record: Callable[[RequestRecord], None] | None = None,
                              ) -> tuple[list[dict[str, Any]], window.Window | None, bool]:
@@ -161,9 +166,12 @@ async def closed_loop_window(client: StreamingClient, w: Workload, concurrency: 
         raise ValueError("concurrency must be >= 1")
     rows: list[dict[str, Any]] = []
     t0, wall0 = time.perf_counter(), time.time()
-    st: dict[str, Any] = {"taken": 0, "first_ends": [], "start": None, "stop": None, "short": False, "done": 0}
+    st: dict[str, Any] = {"taken": 0, "first_ends": [], "start": None, "stop": None, "short": False, "done": 0,
+                          "ok": 0, "ended": 0}
 
     def ended(rec: RequestRecord, first: bool) -> None:
+        st["ended"] += 1
+        st["ok"] += rec.ok
         if first:
             st["first_ends"].append(rec.t_end)
             if len(st["first_ends"]) == concurrency:
@@ -175,6 +183,8 @@ async def closed_loop_window(client: StreamingClient, w: Workload, concurrency: 
             win = now - st["start"] if st["start"] is not None else None
             stop, short = window.enough(win, st["done"], concurrency, now - wall0, steady.min_s, steady.per_user,
                                         steady.max_s)
+            if st["ended"] >= FAILED_FIRST and not st["ok"]:  # a dead server: no window will ever fill
+                stop, short = True, True
             if stop:
                 st["stop"], st["short"] = now, short
 
@@ -206,12 +216,13 @@ async def open_loop_window(client: StreamingClient, w: Workload, rate: float, st
         raise ValueError("a steady-state window needs a finite rate > 0")
     rng = np.random.default_rng(w.seed)
     t0, wall0 = time.perf_counter(), time.time()
-    st: dict[str, Any] = {"start": None, "stop": None, "short": False, "done": 0, "e2e": []}
+    st: dict[str, Any] = {"start": None, "stop": None, "short": False, "done": 0, "e2e": [], "ended": 0}
     tasks: list[asyncio.Task[dict[str, Any]]] = []
 
     async def one(i: int, scheduled: float) -> dict[str, Any]:
         sent = time.perf_counter() - t0
         rec = await _send(client, w, first_index + i)
+        st["ended"] += 1
         if st["start"] is None:
             st["start"] = rec.t_end
         elif rec.t_send >= st["start"] and rec.ok and (st["stop"] is None or rec.t_end <= st["stop"]):
@@ -229,6 +240,8 @@ async def open_loop_window(client: StreamingClient, w: Workload, rate: float, st
         win = now - st["start"] if st["start"] is not None else None
         stop, short = window.enough(win, st["done"], in_flight, now - wall0, steady.min_s, steady.per_user,
                                     steady.max_s)
+        if st["ended"] >= FAILED_FIRST and not st["e2e"]:  # a dead server: no window will ever fill
+            stop, short = True, True
         if stop:
             st["stop"], st["short"] = now, short
             break
