@@ -216,7 +216,9 @@ async def open_loop_window(client: StreamingClient, w: Workload, rate: float, st
         raise ValueError("a steady-state window needs a finite rate > 0")
     rng = np.random.default_rng(w.seed)
     t0, wall0 = time.perf_counter(), time.time()
-    st: dict[str, Any] = {"start": None, "stop": None, "short": False, "done": 0, "e2e": [], "ended": 0}
+    # running sums only: the client shares the host with the server while it measures
+    st: dict[str, Any] = {"start": None, "stop": None, "short": False, "done": 0, "ok": 0, "e2e_sum": 0.0,
+                          "ended": 0}
     tasks: list[asyncio.Task[dict[str, Any]]] = []
 
     async def one(i: int, scheduled: float) -> dict[str, Any]:
@@ -228,7 +230,8 @@ async def open_loop_window(client: StreamingClient, w: Workload, rate: float, st
         elif rec.t_send >= st["start"] and rec.ok and (st["stop"] is None or rec.t_end <= st["stop"]):
             st["done"] += 1
         if rec.ok:
-            st["e2e"].append(rec.total_s)
+            st["ok"] += 1
+            st["e2e_sum"] += rec.total_s
         if on_record:
             on_record(rec)
         return {**rec.row(), "scheduled_s": scheduled, "send_offset_s": sent, "send_lag_s": sent - scheduled}
@@ -236,11 +239,11 @@ async def open_loop_window(client: StreamingClient, w: Workload, rate: float, st
     offset = 0.0
     while True:
         now = time.time()
-        in_flight = rate * (sum(st["e2e"]) / len(st["e2e"])) if st["e2e"] else 1.0
+        in_flight = rate * st["e2e_sum"] / st["ok"] if st["ok"] else 1.0
         win = now - st["start"] if st["start"] is not None else None
         stop, short = window.enough(win, st["done"], in_flight, now - wall0, steady.min_s, steady.per_user,
                                     steady.max_s)
-        if st["ended"] >= FAILED_FIRST and not st["e2e"]:  # a dead server: no window will ever fill
+        if st["ended"] >= FAILED_FIRST and not st["ok"]:  # a dead server: no window will ever fill
             stop, short = True, True
         if stop:
             st["stop"], st["short"] = now, short
