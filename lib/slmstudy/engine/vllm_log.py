@@ -45,10 +45,13 @@ def compile_cache_hit(log: str) -> bool | None:
     None when the log says neither (eager mode, the CPU engine's own path). A cache
     folder that holds *some* graph says nothing: each precision and shape range
     compiles its own."""
-    log = plain(log)
-    if "Directly load the compiled graph" in log:
+    return _compile_cache_hit(plain(log))
+
+
+def _compile_cache_hit(plain_log: str) -> bool | None:
+    if "Directly load the compiled graph" in plain_log:
         return True
-    if "Compiling a graph for" in log:
+    if "Compiling a graph for" in plain_log:
         return False
     return None
 
@@ -56,7 +59,7 @@ def compile_cache_hit(log: str) -> bool | None:
 def engine_timings(log: str) -> dict[str, Any]:
     log = plain(log)
     out: dict[str, Any] = {k: None for k in PATTERNS}
-    out.update(weights_gib_log=None, graph_gib_log=None, compile_cache_hit=compile_cache_hit(log))
+    out.update(weights_gib_log=None, graph_gib_log=None, compile_cache_hit=_compile_cache_hit(log))
     for key, pat in PATTERNS.items():
         m = pat.search(log)
         if not m:

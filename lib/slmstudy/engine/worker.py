@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import os
 import sys
 import time
@@ -27,6 +26,7 @@ import numpy as np
 
 from .. import catalog, modeldir
 from ..telemetry.sampler import Sampler
+from . import procs
 from .args import EXTENSION, engine_env, engine_kwargs
 from .journal import Journal, run_journaled
 from .spec import Agreement, EngineJob, HarnessCheck, OverheadCheck, Point
@@ -351,18 +351,9 @@ def standby() -> tuple[list[str], float] | None:
     its engine, and waits (blocked, no CPU) while it measures. Returns None when
     the study closes stdin without a job (the next job was not needed)."""
     imported_s = import_vllm()
-    line = sys.stdin.readline()
-    if not line.strip():
+    args = procs.receive_standby(lambda a: Path(a[1]) / "engine.log", imported_s, "job")
+    if args is None:
         return None
-    args = json.loads(line)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    fd = os.open(Path(args[1]) / "engine.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
-    print(f"[slmstudy] vLLM imported in {imported_s:.1f} s by this process while it stood by for this job",
-          flush=True)
     return args, imported_s
 
 

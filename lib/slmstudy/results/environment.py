@@ -21,7 +21,7 @@ from typing import Any
 
 from .. import paths
 from ..errors import SlmstudyError
-from ..platform import MEASURED_ON_ENV, detect
+from ..platform import MEASURED_ON_ENV, MeasuredOnError, detect, read_environment
 
 _PROBE = r"""
 import json, sys
@@ -150,16 +150,11 @@ def capture() -> dict[str, Any]:
 
 
 def _device_fields(measured_on: str) -> dict[str, Any]:
-    """The GPU fields of the environment record ``measured_on`` names (a file, or a
-    folder holding environment.json); none when it has no GPU or cannot be read."""
-    from pathlib import Path
-
-    p = Path(measured_on)
-    if p.is_dir():
-        p = p / "environment.json"
+    """The GPU fields of the environment record ``measured_on`` names; none when it has
+    no GPU or cannot be read."""
     try:
-        measured = json.loads(p.read_text())
-    except (OSError, ValueError):
+        measured, _ = read_environment(measured_on)
+    except MeasuredOnError:
         return {}
     keys = ("driver_version", "cuda_driver_version", "compute_capability")
     return {k: v for k, v in measured.items() if k.startswith("gpu_") or k in keys}

@@ -16,7 +16,7 @@ import pandas as pd
 
 from ..engine import journal as journal_mod
 from ..engine import vllm_log
-from ..stats import bootstrap_percentile_ci
+from ..stats import bootstrap_percentile_cis
 from ..engine.runner import RunResult
 from ..serving.spec import ServeJob
 from ..telemetry.server_metrics import COUNTERS, GAUGES
@@ -148,8 +148,7 @@ def with_percentile_cis(levels: pd.DataFrame, requests: pd.DataFrame) -> pd.Data
         rows = counted[(counted["mode"] == lv["mode"]) & (counted["level"] == lv["level"])]
         for m in CI_METRICS:
             groups = list(rows["itl_s"]) if m == "itl" else [[v] for v in rows[f"{m}_s"]]
-            for q in CI_PERCENTILES:
-                lo, hi = bootstrap_percentile_ci(groups, q, seed=q)
+            for q, (lo, hi) in bootstrap_percentile_cis(groups, CI_PERCENTILES).items():
                 out.loc[i, f"{m}_p{q}_lo_s"], out.loc[i, f"{m}_p{q}_hi_s"] = lo, hi
     return out
 

@@ -156,6 +156,16 @@ async def open_loop(client: StreamingClient, w: Workload, rate: float, n_request
 FAILED_FIRST = 5
 
 
+def _stop_sending(st: dict[str, Any], concurrency: float, wall0: float, steady: SteadyState) -> tuple[bool, bool]:
+    """(stop, short) for a windowed level's running state ``st`` (``start``, ``done``,
+    ``ended``, ``ok``): the window rule, or a dead server."""
+    now = time.time()
+    if st["ended"] >= FAILED_FIRST and not st["ok"]:  # no window will ever fill
+        return True, True
+    win = now - st["start"] if st["start"] is not None else None
+    return window.enough(win, st["done"], concurrency, now - wall0, steady.min_s, steady.per_user, steady.max_s)
+
+
 async def closed_loop_window(client: StreamingClient, w: Workload, concurrency: int, steady: SteadyState,
                              first_index: int = 0, on_record: Callable[[RequestRecord], None] | None = None,
                              ) -> tuple[list[dict[str, Any]], window.Window | None, bool]:
@@ -179,14 +189,9 @@ async def closed_loop_window(client: StreamingClient, w: Workload, concurrency: 
         elif st["start"] is not None and rec.t_send >= st["start"] and rec.ok:
             st["done"] += 1
         if st["stop"] is None:
-            now = time.time()
-            win = now - st["start"] if st["start"] is not None else None
-            stop, short = window.enough(win, st["done"], concurrency, now - wall0, steady.min_s, steady.per_user,
-                                        steady.max_s)
-            if st["ended"] >= FAILED_FIRST and not st["ok"]:  # a dead server: no window will ever fill
-                stop, short = True, True
+            stop, short = _stop_sending(st, concurrency, wall0, steady)
             if stop:
-                st["stop"], st["short"] = now, short
+                st["stop"], st["short"] = time.time(), short
 
     async def user(u: int) -> None:
         first = True
@@ -238,15 +243,10 @@ async def open_loop_window(client: StreamingClient, w: Workload, rate: float, st
 
     offset = 0.0
     while True:
-        now = time.time()
         in_flight = rate * st["e2e_sum"] / st["ok"] if st["ok"] else 1.0
-        win = now - st["start"] if st["start"] is not None else None
-        stop, short = window.enough(win, st["done"], in_flight, now - wall0, steady.min_s, steady.per_user,
-                                    steady.max_s)
-        if st["ended"] >= FAILED_FIRST and not st["ok"]:  # a dead server: no window will ever fill
-            stop, short = True, True
+        stop, short = _stop_sending(st, in_flight, wall0, steady)
         if stop:
-            st["stop"], st["short"] = now, short
+            st["stop"], st["short"] = time.time(), short
             break
         offset += float(rng.standard_exponential()) / rate
         delay = t0 + offset - time.perf_counter()
@@ -386,7 +386,15 @@ async def sweep(client: StreamingClient, w: Workload, mode: Mode, levels: Sequen
         if on_edge:
             on_edge("end", lab)
         next_index += len(rows)
-        parts = window.split(rows, win) if steady is not None else {"steady": rows, "warmup": [], "drain": []}
+        if steady is None:  # a level of fixed size: every request counts
+            parts: dict[str, list[dict[str, Any]]] = {"warmup": [], "steady": rows, "drain": []}
+        elif win is None:  # the window never began: nothing counts
+            parts = {"warmup": rows, "steady": [], "drain": []}
+        else:
+            parts = dict(window.split(rows, win))
+        for phase_name, group in parts.items():
+            for r in group:
+                r["window_phase"] = phase_name
         counted = parts["steady"]
         agg = aggregate(counted, win.seconds if win else duration, slo)
         # The load generator shares the host with the server: what it cost is part of the record.
@@ -397,9 +405,6 @@ async def sweep(client: StreamingClient, w: Workload, mode: Mode, levels: Sequen
                "window_t0": win.start if win else None, "window_t1": win.stop if win else None,
                "window_s": win.seconds if win else duration, "window_short": short,
                "sent": len(rows), "warmup_excluded": len(parts["warmup"]), "drain_excluded": len(parts["drain"])}
-        for r in rows:
-            r["window_phase"] = window.phase(r["t_send"], r["t_end"], win) if win else (
-                "steady" if steady is None else "warmup")
         if mode == "rate":
             lags = [r["send_lag_s"] for r in counted]
             row["send_lag_p99_s"] = _pct(lags, 99)

@@ -20,7 +20,6 @@ import contextlib
 import errno
 import json
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -132,11 +131,6 @@ def start_standby(env: dict[str, str] | None, log: Path) -> procs.Group:
     return procs.start_standby(STANDBY, log, env=server_env(env))
 
 
-def _standby_import_s(log: str) -> float | None:
-    m = re.search(r"\[slmstudy\] vLLM imported in ([0-9.]+) s", log)
-    return float(m.group(1)) if m else None
-
-
 class VllmServer:
     """``with VllmServer(...) as server: ... server.base_url ...``"""
 
@@ -228,7 +222,7 @@ class VllmServer:
             "start_s": (self.ready_at - self.started_at) if self.ready_at and self.started_at else None,
             # start_s leaves out an import a standby made beforehand; its log says how long
             "vllm_import_prefetched": self.prefetched,
-            "vllm_import_s": _standby_import_s(self.log_text()) if self.prefetched else None,
+            "vllm_import_s": procs.standby_import_s(self.log_text()) if self.prefetched else None,
             "engine_core_start_method": self.env.get("VLLM_WORKER_MULTIPROC_METHOD",
                                                      os.environ.get("VLLM_WORKER_MULTIPROC_METHOD")),
             "leftover_processes_killed": self.leftovers,
