@@ -12,8 +12,8 @@ from slmstudy.experiments.base import Study
 
 @pytest.fixture(scope="module")
 def table(tmp_path_factory):
-    # The layer the committed report was executed with: the H100 references, and the GGUF
-    # files' sizes (which do not depend on the machine) from the CPU reference of 06_edge.
+    # The layer the committed report was executed with: the H100 references (06_edge: the
+    # GGUF files and llama.cpp on the GPU host's 16 cores).
     r = registry.resolve("00_report", "cpu", params_file=str(paths.params_dir() / "00_report" / "reference_h100.yaml"))
     study = Study(registry.experiment("00_report"), r, root=tmp_path_factory.mktemp("report"))
     runs = claims_report.find_runs(study)
