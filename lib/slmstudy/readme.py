@@ -210,6 +210,34 @@ def serving_lines() -> list[str]:
             f"mean time to first token at 16 concurrent users " + "; ".join(parts) + "."]
 
 
+def edge_lines() -> list[str]:
+    """06_edge: the Q4_K_M files' sizes and llama.cpp's generation speed on the host's cores."""
+    v = _view("06_edge")
+    if v is None:
+        return []
+    files, runs, cfg = v.table("gguf_files"), v.table("runs"), v.table("configs")
+    if files.empty or runs.empty:
+        return []
+    models = list(dict.fromkeys(runs["model"]))
+    top = int(runs["threads"].max())
+    cores = int(cfg["cpu_count"].dropna().iloc[0]) if "cpu_count" in cfg and cfg["cpu_count"].notna().any() else top
+
+    def size(model: str) -> str:
+        row = files[(files["model"] == model) & (files["file_type"] == "Q4_K_M")]
+        return f"{row['size_bytes'].iloc[0] / 1e9:.2f} GB" if len(row) else "n/a"
+
+    def gen(file_type: str, threads: int) -> str:
+        return " / ".join(number(_mean(runs, "gen_tok_s", model=m, file_type=file_type, threads=threads))
+                          for m in models)
+
+    names = " / ".join(_name(m) for m in models)
+    return [f"* **Edge** (`06_edge`, llama.cpp via xllamacpp on the host's {cores} CPU cores, "
+            f"{int(runs['input_len'].iloc[0])} tokens in, {int(runs['output_len'].iloc[0])} out; {names}): "
+            f"Q4_K_M files " + " / ".join(size(m) for m in models) + "; generation at 4 threads "
+            f"{gen('Q4_K_M', 4)} tok/s, at {top} threads {gen('Q4_K_M', top)} tok/s "
+            f"(F16 at {top}: {gen('F16', top)})."]
+
+
 def energy_lines() -> list[str]:
     v = _view("03_batch_scaling")
     if v is None:
@@ -268,7 +296,7 @@ def provenance_line() -> str:
     The report measures nothing: its rows are the notebooks' (its own record is of
     the execution), so it is named apart."""
     commits = {}
-    for nb in ("01_model_vs_model", "02_precision", "03_batch_scaling", "04_serving"):
+    for nb in ("01_model_vs_model", "02_precision", "03_batch_scaling", "04_serving", "06_edge"):
         v = _view(nb) or (RunView(_ref() / nb) if (_ref() / nb / "environment.json").exists() else None)
         if v is not None:
             env = v.environment()
@@ -288,7 +316,7 @@ def results_block() -> str:
              "real architectures, bf16 unless stated; means with 95% confidence intervals in each folder's tables.",
              ""]
     for part in (timing_lines, batch_lines, crosscheck_lines, model_lines, precision_lines, serving_lines,
-                 energy_lines, claims_lines, compare_lines):
+                 edge_lines, energy_lines, claims_lines, compare_lines):
         lines += part()
     return "\n".join(lines) + "\n"
 
