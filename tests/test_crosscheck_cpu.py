@@ -29,6 +29,7 @@ def checked(module_project):
         "workload": {"input_len": 16, "output_len": 64, "batch_sizes": [1, 2], "repetitions": 1, "warmup": 1},
         "bench_latency": {"batch_sizes": [1, 2], "iters": 3, "warmup": 1, "rounds": 2, "throughput": True},
         "harness_check": {"batch_sizes": [1, 4], "input_len": 16, "output_len": 16, "pairs": 2},
+        "anatomy": {"batch_sizes": [1, 2], "steps": 8},
     })
     outcomes = study.run()
     return study, outcomes, batch_scaling.crosscheck(study)
@@ -155,3 +156,27 @@ def test_bench_throughput_at_the_largest_batch_each_round(checked):
     assert pooled["bench_n"] == 2 and pooled["slmstudy_n"] == 6
     assert pooled["median_difference_pct"] == pytest.approx(100 * (ours.median() / t["output_tok_s"].median() - 1))
     assert "against vllm bench throughput" in batch_scaling.crosscheck_verdict(df, 15, tool="throughput")
+
+
+def test_step_anatomy_accounts_for_each_profiled_step(checked):
+    """The anatomy windows on the real CPU engine: every window completes; the
+    classes and the idle time add up to the profiled step exactly (top-level ops do
+    not overlap); the GEMMs get their layer roles, one lm_head per step; the sum
+    check compares with the sweep's own time per token at that batch."""
+    from slmstudy.experiments import anatomy_report
+
+    study, _, _ = checked
+    windows = study.table("anatomy")
+    assert sorted(windows["batch"]) == [1, 2] and set(windows["state"]) == {"done"}
+    assert set(windows["device"]) == {"cpu"} and set(windows["window_steps"]) == {8}
+    summary, parts, events = anatomy_report.analyse(study)
+    for _, s in summary.iterrows():
+        assert s["sum_ms"] == pytest.approx(s["profiled_step_ms"], rel=1e-6)
+        assert s["roles"] == "assigned"
+        assert s["measured_step_ms"] > 0 and s["sum_check"] in ("ok", "off")
+        assert 0 < s["idle_share"] < 1
+    per_step = events.groupby(["batch", "role"]).size() / 8
+    for b in (1, 2):
+        # tiny-qwen2: 2 layers, so 2 of each layer GEMM and one lm_head per step
+        assert per_step[(b, "lm_head")] == 1 and per_step[(b, "qkv")] == 2 and per_step[(b, "down")] == 2
+    assert set(parts["part"]) >= {"gemm", "attention", "sampling", "idle", "gemm:lm_head"}

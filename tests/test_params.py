@@ -225,3 +225,9 @@ def test_precision_needing_a_missing_module_is_refused_before_anything_starts(pr
     monkeypatch.setitem(catalog.precisions(), "bf16", dataclasses.replace(prec, engines=engines))
     [msg] = _problems(overrides={"precision": "bf16"})
     assert "key 'precision'" in msg and "'bf16' needs the Python module(s) slmstudy_no_such_module" in msg
+
+
+def test_anatomy_batches_outside_the_sweep_and_windows_longer_than_the_output_are_refused(project):
+    msgs = _problems(overrides={"anatomy": {"batch_sizes": [1, 3], "steps": 14}})
+    assert any("anatomy batch sizes [3] are not in the sweep" in m and "allowed: [1, 2, 4, 8]" in m for m in msgs), msgs
+    assert any("anatomy.steps" in m and "output_len >= 18" in m for m in msgs), msgs

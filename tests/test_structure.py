@@ -20,7 +20,7 @@ RANK = {
     "platform": 1, "catalog": 1, "hardware": 1,
     "analytic": 2, "modeldir": 2, "gguf_files": 2,
     "params": 3, "roofline": 3,
-    "claims": 4, "telemetry": 4,
+    "claims": 4, "telemetry": 4, "anatomy": 4,
     "engine": 5, "edge": 5,
     "serving": 6,
     "jobs": 7,

@@ -5,7 +5,8 @@ Record types: ``config`` (what was asked), ``telemetry`` (sampler backend),
 ``engine`` (start-up facts), ``phase`` (a named interval in wall-clock time,
 aligned with the telemetry trace), ``run`` (one measured repetition with its
 requests), ``point_error``, ``overhead`` (telemetry on/off pairs), ``harness``
-(streamed vs final-only pairs),
+(streamed vs final-only pairs), ``anatomy`` (a profiled window of decode steps:
+its step starts and device events),
 ``engine_after`` (memory after the workload) and ``fatal``.
 """
 

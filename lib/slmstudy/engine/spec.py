@@ -84,6 +84,24 @@ class HarnessCheck(Frozen):
     pairs: int
 
 
+class AnatomyCheck(Frozen):
+    """Profile ``steps`` decode steps from the middle of a batch of each of
+    ``batch_sizes`` requests (the sweep's lengths and temperature), apart from the
+    measured runs: every kernel and where each step starts (``anatomy``)."""
+
+    batch_sizes: tuple[int, ...]
+    input_len: int = Field(gt=0)
+    output_len: int = Field(gt=0)
+    steps: int = Field(gt=1)
+    temperature: float = 0.0
+
+    @property
+    def skip(self) -> int:
+        """Decode steps of the whole batch before the window: the window sits in the
+        middle of the output, at the sweep's mean context."""
+        return max((self.output_len - self.steps) // 2 - 1, 0)
+
+
 class Agreement(Frozen):
     """Greedy generations of fixed text prompts, kept to compare precisions' outputs."""
 
@@ -117,11 +135,12 @@ class EngineJob(Frozen):
     overhead_check: OverheadCheck | None = None
     harness_check: HarnessCheck | None = None
     agreement: Agreement | None = None
+    anatomy: AnatomyCheck | None = None
     timeout_s: float = Field(1800.0, gt=0)
 
     # Optional work on the engine beside its points; two different values of one
     # cannot share an engine process.
-    CHECKS: ClassVar[tuple[str, ...]] = ("overhead_check", "harness_check", "agreement")
+    CHECKS: ClassVar[tuple[str, ...]] = ("overhead_check", "harness_check", "agreement", "anatomy")
 
     @property
     def key(self) -> str:

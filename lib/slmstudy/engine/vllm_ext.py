@@ -10,7 +10,14 @@ CPU and CUDA workers, and vLLM releases, keep different ones.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _tensor_bytes(obj: Any) -> int:
@@ -37,7 +44,123 @@ def _tensor_bytes(obj: Any) -> int:
     return 0
 
 
+@dataclass
+class _Anatomy:
+    """One armed step-anatomy window: profile decode steps ``skip + 1`` to
+    ``skip + steps + 1`` of a batch of ``batch`` requests (each of those steps
+    schedules one token per request), then stop."""
+
+    batch: int
+    skip: int
+    steps: int
+    trace_path: str
+    seen: int = 0  # pure decode steps of this batch so far
+    annotated: int = 0
+    state: str = "armed"  # armed -> on -> done | interrupted
+    profiler: Any = None
+    error: str | None = None
+
+
+def _is_decode_of(scheduler_output: Any, batch: int) -> bool:
+    """A step that schedules exactly one token for each of ``batch`` requests."""
+    per_request = getattr(scheduler_output, "num_scheduled_tokens", None) or {}
+    total = getattr(scheduler_output, "total_num_scheduled_tokens", None)
+    return len(per_request) == batch and total == batch
+
+
 class SlmstudyWorkerExtension:
+    # --- step anatomy ---------------------------------------------------------
+    # Why our own profiler rather than vLLM's start_profile: vLLM's profiler
+    # options moved between the releases this package drives (0.26 on the GPU,
+    # 0.32 on the CPU), it profiles whole calls rather than chosen decode steps,
+    # and it cannot mark where each step starts on the trace's own clock.
+
+    def slmstudy_anatomy_arm(self, batch: int, skip: int, steps: int, trace_path: str) -> bool:
+        """Profile ``steps`` decode steps of the next batch of ``batch`` requests,
+        after skipping its first ``skip`` decode steps; the trace goes to
+        ``trace_path`` when ``slmstudy_anatomy_collect`` is called."""
+        self._slmstudy_anatomy = _Anatomy(batch, skip, steps, trace_path)
+        if getattr(self, "_slmstudy_execute", None) is None:
+            # vLLM's wrapper calls ``self.worker.execute_model`` by attribute:
+            # an instance attribute wraps every step without touching vLLM's class.
+            self._slmstudy_execute = self.execute_model
+            self.execute_model = self._slmstudy_step
+        return True
+
+    def _slmstudy_step(self, scheduler_output: Any, *args: Any, **kwargs: Any) -> Any:
+        st = getattr(self, "_slmstudy_anatomy", None)
+        if st is None or st.state in ("done", "interrupted"):
+            return self._slmstudy_execute(scheduler_output, *args, **kwargs)
+        decode = _is_decode_of(scheduler_output, st.batch)
+        if st.state == "armed":
+            if decode:
+                st.seen += 1
+                if st.seen == st.skip + 1:
+                    self._slmstudy_profiler_start(st)
+            if st.state != "on":
+                return self._slmstudy_execute(scheduler_output, *args, **kwargs)
+        elif not decode:
+            # a request finished or joined inside the window: its steps are not the
+            # batch's decode steps any more
+            st.state = "interrupted"
+            st.error = "a step inside the window was not a decode step of the whole batch"
+            self._slmstudy_profiler_stop(st)
+            return self._slmstudy_execute(scheduler_output, *args, **kwargs)
+        import torch
+
+        # The step's start, on the profiler's clock: the window is the time from
+        # the first annotated step's start to the last one's (``steps`` periods).
+        with torch.profiler.record_function(f"slmstudy_step#{st.annotated}"):
+            out = self._slmstudy_execute(scheduler_output, *args, **kwargs)
+        st.annotated += 1
+        if st.annotated == st.steps + 1:
+            st.state = "done"
+            self._slmstudy_profiler_stop(st)
+        return out
+
+    def _slmstudy_profiler_start(self, st: _Anatomy) -> None:
+        import torch
+
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if torch.cuda.is_available():
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        try:
+            st.profiler = torch.profiler.profile(activities=activities, record_shapes=False, with_stack=False)
+            st.profiler.start()
+            st.state = "on"
+        except Exception as exc:  # never fail the engine for a profile
+            st.state, st.error = "interrupted", f"profiler start: {type(exc).__name__}: {exc}"
+
+    def _slmstudy_profiler_stop(self, st: _Anatomy) -> None:
+        if st.profiler is None:
+            return
+        try:
+            st.profiler.stop()
+        except Exception as exc:
+            st.state, st.error = "interrupted", f"profiler stop: {type(exc).__name__}: {exc}"
+
+    def slmstudy_anatomy_collect(self, write: bool = True) -> dict[str, Any]:
+        """Write the armed window's trace (if it completed and ``write``) and say what happened."""
+        st = getattr(self, "_slmstudy_anatomy", None)
+        if st is None:
+            return {"state": "not armed"}
+        self._slmstudy_anatomy = None
+        out = {"state": st.state, "error": st.error, "decode_steps_seen": st.seen, "annotated": st.annotated,
+               "trace_path": None, "device": "cuda" if st.profiler is not None and _cuda() else "cpu"}
+        if st.state == "armed":
+            out["error"] = f"the window never began: {st.seen} decode steps of batch {st.batch}, {st.skip + 1} needed"
+        if st.state == "on":
+            self._slmstudy_profiler_stop(st)
+            out["state"] = "interrupted"
+            out["error"] = f"the batch ended after {st.annotated} of {st.steps + 1} annotated steps"
+        if st.state == "done" and st.profiler is not None and write:
+            try:
+                st.profiler.export_chrome_trace(st.trace_path)
+                out["trace_path"] = st.trace_path
+            except Exception as exc:
+                out["state"], out["error"] = "interrupted", f"trace export: {type(exc).__name__}: {exc}"
+        return out
+
     def slmstudy_report(self) -> dict[str, Any]:
         import torch
 

@@ -29,7 +29,8 @@ from ..telemetry.sampler import Sampler
 from . import procs
 from .args import EXTENSION, engine_env, engine_kwargs
 from .journal import Journal, run_journaled
-from .spec import Agreement, EngineJob, HarnessCheck, OverheadCheck, Point
+from ..anatomy import trace as anatomy_trace
+from .spec import Agreement, AnatomyCheck, EngineJob, HarnessCheck, OverheadCheck, Point
 
 # Prompt token IDs are drawn from this range: valid in every catalog vocabulary
 # and clear of the special tokens at the top of Qwen2's and Llama 3's vocabularies.
@@ -221,6 +222,42 @@ async def harness_cost(engine: Any, seed: int, check: HarnessCheck, vocab: int, 
                               short_outputs=r["short_outputs"])
 
 
+async def step_anatomy(engine: Any, seed: int, check: AnatomyCheck, vocab: int, journal: Journal,
+                       out: Path) -> None:
+    """For each batch size: arm the worker's profiler for a window of decode steps
+    in the middle of the batch, run the batch as a measured run does (every token
+    streamed and timed), then journal the window's step starts and device events
+    (kernels on a GPU, top-level torch ops on a CPU). The raw trace is deleted once
+    read: its events are in the journal. A short window first, not recorded, so
+    that the profiler's one-time set-up is not charged to the first batch."""
+    first = check.batch_sizes[0]
+    await engine.collective_rpc("slmstudy_anatomy_arm", args=(first, 0, 2, str(out / "anatomy_warmup.trace.json")))
+    await run_batch(engine, prompt_ids(seed, 9_100_000, first, check.input_len, vocab), 6, check.temperature, "anw")
+    await engine.collective_rpc("slmstudy_anatomy_collect", args=(False,))  # discarded unwritten
+    for batch in check.batch_sizes:
+        path = out / f"anatomy_b{batch}.trace.json"
+        prompts = prompt_ids(seed, 9_000_000 + batch, batch, check.input_len, vocab)
+        record: dict[str, Any] = {"batch": batch, "input_len": check.input_len, "output_len": check.output_len,
+                                  "steps": check.steps, "skip": check.skip}
+        await engine.collective_rpc("slmstudy_anatomy_arm", args=(batch, check.skip, check.steps, str(path)))
+        with journal.phase("anatomy", batch=batch):
+            r = await run_batch(engine, prompts, check.output_len, check.temperature, f"an{batch}")
+        got = (await engine.collective_rpc("slmstudy_anatomy_collect"))[0]
+        record.update(state=got.get("state"), error=got.get("error"), batch_wall_s=r["wall_s"],
+                      batch_tpot_s=float(np.nanmean([q["tpot_s"] for q in r["requests"]])))
+        if got.get("trace_path"):
+            try:
+                window, events = anatomy_trace.device_events(anatomy_trace.load(Path(got["trace_path"])))
+                record.update(device=window.device, window_us=window.wall_us, window_steps=window.steps,
+                              step_starts_us=[t - window.start_us for t in window.step_starts_us],
+                              events=events.to_dict(orient="list"))
+            except ValueError as exc:
+                record.update(state="interrupted", error=f"trace: {exc}")
+            finally:
+                Path(got["trace_path"]).unlink(missing_ok=True)
+        journal.write("anatomy", **record)
+
+
 async def generate_agreement(engine: Any, agreement: Agreement, journal: Journal) -> None:
     """Greedy (temperature 0) answers to fixed text prompts, for comparing precisions.
     Needs a tokenizer: the run's pretrained weights bring theirs."""
@@ -321,6 +358,8 @@ async def run(job: EngineJob, out: Path, journal: Journal, imported_s: float | N
                 await generate_agreement(engine, job.agreement, journal)
             if job.harness_check:
                 await harness_cost(engine, spec.seed, job.harness_check, vocab, journal)
+            if job.anatomy:
+                await step_anatomy(engine, spec.seed, job.anatomy, vocab, journal, out)
             if job.overhead_check:
                 await telemetry_overhead(engine, spec.seed, job.overhead_check, sampler, vocab, journal)
             journal.write("engine_after", report=await _engine_report(engine))

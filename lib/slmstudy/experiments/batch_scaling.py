@@ -22,7 +22,9 @@ from ..params import PrecisionKey, Problem, Strict, StudyParams, Workload
 from ..params.options import BatchSize, Tokens
 from .base import Experiment, Study
 from .common import (
+    AnatomyParams,
     OverheadParams,
+    anatomy_check,
     engine_job,
     engine_spec,
     hardware_job,
@@ -82,6 +84,7 @@ class Params(StudyParams):
     bench_latency: CrossCheck = CrossCheck()
     harness_check: HarnessParams | None = None
     telemetry_overhead: OverheadParams | None = None
+    anatomy: AnatomyParams | None = None
 
     def precision_fields(self) -> list[tuple[str, str]]:
         return [("precision", self.precision)]
@@ -97,14 +100,17 @@ class Params(StudyParams):
     def check(self) -> list[Problem]:
         xc = self.bench_latency
         extra = sorted(set(xc.batch_sizes) - set(self.workload.batch_sizes)) if xc.enabled else []
+        problems = []
         if extra:
-            return [Problem(("bench_latency.batch_sizes", "workload.batch_sizes"),
-                            f"cross-check batch sizes {extra} are not in the sweep; allowed: "
-                            f"{sorted(self.workload.batch_sizes)}")]
-        return []
+            problems.append(Problem(("bench_latency.batch_sizes", "workload.batch_sizes"),
+                                    f"cross-check batch sizes {extra} are not in the sweep; allowed: "
+                                    f"{sorted(self.workload.batch_sizes)}"))
+        if self.anatomy is not None:
+            problems += self.anatomy.check(self.workload)
+        return problems
 
     def max_batch(self) -> int:
-        h = self.harness_check
+        h = self.harness_check  # the anatomy's batch sizes are the sweep's (check)
         return max([*self.workload.batch_sizes, *(h.batch_sizes if h else [])])
 
 
@@ -147,7 +153,7 @@ def jobs(p: Params) -> list[Job]:
         check = overhead_check(p.telemetry_overhead) if p.telemetry_overhead is not None and i == 0 else None
         harness = harness_check(p.harness_check) if p.harness_check is not None else None
         out.append(engine_job(p, model, p.precision, xpoints + sweep, max_batch, overhead_check=check,
-                              harness_check=harness))
+                              harness_check=harness, anatomy=anatomy_check(p.anatomy, p.workload)))
     for n in range(1, xc.rounds + 1 if xc.enabled else 1):
         for model in p.models:
             spec = engine_spec(p, model, p.precision, max_batch)

@@ -7,9 +7,10 @@ from typing import Any
 
 from pydantic import Field, PositiveInt
 
-from ..engine.spec import EngineJob, EngineSpec, OverheadCheck, Point
+from ..engine.spec import AnatomyCheck, EngineJob, EngineSpec, OverheadCheck, Point
 from ..jobs import HardwareProbeJob, OverheadProbeJob
-from ..params import Strict, StudyParams, Workload
+from ..params import Problem, Strict, StudyParams, Workload
+from ..params.options import BatchSize
 from ..platform import detect
 
 
@@ -67,3 +68,36 @@ def hardware_limits(study: Any) -> dict[str, Any]:
     if hw is None:
         raise FileNotFoundError(f"{study.dir}: no hardware probe result; run the notebook's run step first")
     return hw
+
+
+class AnatomyParams(Strict):
+    """Where a decode step's time goes: at each of ``batch_sizes`` (each one of the
+    sweep's), ``steps`` decode steps from the middle of a batch of the sweep's
+    lengths are profiled on the sweep's engine, after its measured runs, and every
+    kernel (CPU: torch op) classified. The sum check compares the classes and the
+    device's idle time with the sweep's time per output token at that batch."""
+
+    batch_sizes: list[BatchSize] = Field(default_factory=lambda: [1, 16, 64, 256], min_length=1, max_length=8)
+    steps: int = Field(32, ge=2, le=512)
+    sum_tolerance_pct: float = Field(5.0, gt=0)
+
+    def check(self, workload: Workload) -> list[Problem]:
+        problems = []
+        extra = sorted(set(self.batch_sizes) - set(workload.batch_sizes))
+        if extra:
+            problems.append(Problem(("anatomy.batch_sizes", "workload.batch_sizes"),
+                                    f"anatomy batch sizes {extra} are not in the sweep (the sum check needs the "
+                                    f"sweep's time per token there); allowed: {sorted(workload.batch_sizes)}"))
+        if workload.output_len < self.steps + 4:
+            problems.append(Problem(("anatomy.steps", "workload.output_len"),
+                                    f"a window of {self.steps} decode steps needs output_len >= {self.steps + 4} "
+                                    f"(the window sits inside the output), not {workload.output_len}"))
+        return problems
+
+
+def anatomy_check(a: AnatomyParams | None, w: Workload) -> AnatomyCheck | None:
+    """The engine's anatomy check: the parameters' batch sizes at the workload's lengths and temperature."""
+    if a is None:
+        return None
+    return AnatomyCheck(batch_sizes=tuple(sorted(set(a.batch_sizes))), input_len=w.input_len,
+                        output_len=w.output_len, steps=a.steps, temperature=w.temperature)

@@ -22,10 +22,10 @@ from .. import analytic, catalog, stats
 from ..engine.spec import Agreement
 from ..figures import styled
 from ..jobs import Job
-from ..params import PrecisionKey, Strict, StudyParams, Workload
+from ..params import PrecisionKey, Problem, Strict, StudyParams, Workload
 from ..results.summaries import start_memory_gib
 from .base import Experiment, Study
-from .common import engine_job, hardware_job, hardware_limits, points
+from .common import AnatomyParams, anatomy_check, engine_job, hardware_job, hardware_limits, points
 
 NOTEBOOK = "02_precision"
 
@@ -57,12 +57,16 @@ class Params(StudyParams):
     baseline: PrecisionKey = "fp32"
     workload: Workload
     agreement: AgreementParams | None = None
+    anatomy: AnatomyParams | None = None
 
     def precision_fields(self) -> list[tuple[str, str]]:
         return [(f"precisions[{i}]", p) for i, p in enumerate(self.precisions)]
 
     def workload_fields(self) -> list[tuple[str, Workload]]:
         return [("workload", self.workload)]
+
+    def check(self) -> list[Problem]:
+        return self.anatomy.check(self.workload) if self.anatomy is not None else []
 
 
 def agreement_active(p: Params) -> bool:
@@ -74,7 +78,8 @@ def jobs(p: Params) -> list[Job]:
     """One engine per model and precision, the same points on each."""
     agree = Agreement(prompts=AGREEMENT_PROMPTS, max_tokens=p.agreement.max_tokens) \
         if agreement_active(p) and p.agreement else None
-    return [hardware_job(), *(engine_job(p, model, prec, points(p.workload), agreement=agree)
+    anatomy = anatomy_check(p.anatomy, p.workload)
+    return [hardware_job(), *(engine_job(p, model, prec, points(p.workload), agreement=agree, anatomy=anatomy)
                               for model in p.models for prec in p.precisions)]
 
 

@@ -222,6 +222,42 @@ COLUMNS: dict[str, Column] = {
     "published_gb_s": Column("bandwidth published", "GB/s", "the device's peak memory bandwidth (catalog/devices.yaml)",
                              (A,)),
     "needed_pct_of_published": Column("needed / published", "%", "above 100: impossible as claimed", (A,)),
+    # step anatomy (03, 02): a profiled window of decode steps
+    "window_steps": Column("steps profiled", "", "decode step periods in the window (between its first and last "
+                           "step marks)", ("anatomy",)),
+    "window_us": Column("window", "us", "the window's wall time on the profiler's clock", ("anatomy",)),
+    "skip": Column("steps skipped", "", "decode steps of the whole batch before the window (it sits mid-output)",
+                   ("anatomy",)),
+    "events": Column("device events", "", "GPU kernels, copies and sets (CPU engine: top-level torch ops) in the "
+                     "window", ("anatomy",)),
+    "batch_tpot_s": Column("profiled batch's time per token", "s", "time per output token of the profiled batch "
+                           "itself (profiler running for part of it)", ("anatomy",)),
+    "part": Column("part of the step", "", "a kernel class (gemm, attention, elementwise, act_quant, sampling, "
+                   "memcpy, other), idle, or a GEMM's layer role (gemm:qkv, ...)", (A,)),
+    "ms_per_step": Column("time per step", "ms", "the part's summed durations in the window over its steps", (A,)),
+    "share": Column("share of the step", "", "ms per step over the measured (unprofiled) step", (A,)),
+    "bound_ms": Column("own bound", "ms", "the part's bytes over the measured bandwidth or FLOPs over the measured "
+                       "peak, whichever is longer (anatomy.bounds)", (A,)),
+    "above_bound_ms": Column("above its bound", "ms", "ms per step minus the part's own bound", (A,)),
+    "measured_step_ms": Column("measured step", "ms", "the sweep's time per output token at this batch (median of "
+                               "its runs, no profiler)", (A,)),
+    "profiled_step_ms": Column("profiled step", "ms", "the window's wall time over its steps", (A,)),
+    "classes_ms": Column("kernels", "ms", "all classes' time per step (kernels or ops)", (A,)),
+    "idle_ms": Column("device idle", "ms", "per step, the window's time no device event covers: waiting for the "
+                      "host", (A,)),
+    "idle_share": Column("idle share", "", "device idle over the measured step", (A,)),
+    "sum_ms": Column("classes + idle", "ms", "what the anatomy accounts for per step", (A,)),
+    "sum_diff_pct": Column("sum vs measured", "%", "(classes + idle) / measured step - 1", (A,)),
+    "sum_check": Column("sum check", "", "ok within anatomy.sum_tolerance_pct, else off", (A,)),
+    "roofline_bound_ms": Column("roofline bound", "ms", "the decode step's lower bound (weights and KV cache read "
+                                "once, or the step's FLOPs)", (A,)),
+    "class_bounds_ms": Column("kernels' bounds", "ms", "the classes' own bounds added up", (A,)),
+    "gap_ms": Column("gap to the bound", "ms", "measured step minus the roofline bound", (A,)),
+    "limit": Column("what limits the step", "", "host-bound, kernel-bound or near the hardware bound (rule: "
+                    "anatomy_report.limit_of)", (A,)),
+    "roles": Column("GEMM roles", "", "assigned, or why the GEMMs' layer roles could not be read from their order",
+                    (A,)),
+    "calls_per_step": Column("calls per step", "", "the kernel's launches (CPU: op calls) per decode step", (A,)),
 }
 
 

@@ -187,6 +187,25 @@ def config_row(job: EngineJob, records: list[dict[str, Any]], tel: pd.DataFrame,
     }
 
 
+def anatomy_rows(job: EngineJob, records: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``anatomy``: one row per profiled window (its step starts as JSON);
+    ``anatomy_events``: one row per device event in a window (kernel or op name,
+    start and duration in microseconds from the window's start, step index)."""
+    windows, events = [], []
+    for r in records:
+        if r["type"] != "anatomy":
+            continue
+        ev = r.get("events") or {}
+        windows.append({**labels(job), **{k: v for k, v in r.items() if k not in ("type", "events", "step_starts_us")},
+                        "step_starts_us": json.dumps(r.get("step_starts_us")), "events": len(ev.get("name", []))})
+        if ev:
+            df = pd.DataFrame(ev)
+            for k, v in {**labels(job), "batch": r["batch"]}.items():
+                df[k] = v
+            events.append(df)
+    return pd.DataFrame(windows), (pd.concat(events, ignore_index=True) if events else pd.DataFrame())
+
+
 def build(out: Path, job: EngineJob, result: RunResult) -> dict[str, pd.DataFrame]:
     """All tables of one engine job's folder."""
     records = journal_mod.read(out / "events.jsonl")
@@ -210,8 +229,11 @@ def build(out: Path, job: EngineJob, result: RunResult) -> dict[str, pd.DataFram
         [{**labels(job), **{k: v for k, v in r.items() if k != "type"}}
          for r in records if r["type"] == "harness" and "mode" in r]
     )
+    windows, events = anatomy_rows(job, records)
     return {
         "configs": pd.DataFrame([{**config_row(job, records, tel, log, result), **facts}]),
+        "anatomy": windows,
+        "anatomy_events": events,
         "agreement": agreement,
         "runs": runs,
         "requests": requests,
