@@ -117,7 +117,7 @@ def _check_rows(values):
     for rnd, (ours, theirs) in enumerate(values, start=1):
         for tool, v in (("slmstudy", ours), ("bench_serve", theirs)):
             rows.append({"model": "m", "level": 8.0, "round": rnd, "tool": tool, "status": "ok",
-                         "ttft_p50_s": v, "ttft_p90_s": v, "itl_p50_s": v, "output_tok_s": v})
+                         "ttft_p50_s": v, "ttft_p90_s": v, "itl_p50_s": v, "tpot_p50_s": v, "output_tok_s": v})
     return pd.DataFrame(rows)
 
 
@@ -127,12 +127,68 @@ def test_serving_crosscheck_medians_over_rounds_and_their_ci():
     # per-round differences +1%, +2%, +3% -> medians 102 vs 100 = +2.0%, t CI 2 +- 2.484
     df = bench_serve_rows(_check_rows([(101.0, 100.0), (102.0, 100.0), (103.0, 100.0)]), 5.0)
     r = df[df["metric"] == "ttft_p50_s"].iloc[0]
-    assert (r["slmstudy"], r["bench_serve"], r["rounds"]) == (102.0, 100.0, 3)
+    assert (r["tool"], r["slmstudy"], r["other"], r["rounds"]) == ("bench_serve", 102.0, 100.0, 3)
     assert r["median_difference_pct"] == pytest.approx(2.0)
     assert r["difference_ci_hi"] == pytest.approx(4.484, abs=1e-3) and r["verdict"] == "agrees"
     # two rounds: one value per round and tool, no interval; 10% apart: inconclusive, not "differs"
     two = bench_serve_rows(_check_rows([(110.0, 100.0), (110.0, 100.0)]), 5.0)
     assert np.isnan(two["difference_ci_lo"]).all() and set(two["verdict"]) == {"inconclusive"}
+
+
+def test_serving_crosscheck_compares_each_tool_and_names_figures_a_tool_lacks():
+    from slmstudy.experiments.serving import bench_serve_rows, bench_serve_verdict
+
+    df = _check_rows([(100.0, 104.0), (100.0, 104.0)])
+    g = df[df["tool"] == "bench_serve"].assign(tool="guidellm", itl_p50_s=float("nan"))
+    g[["ttft_p50_s", "ttft_p90_s", "tpot_p50_s", "output_tok_s"]] = 80.0
+    out = bench_serve_rows(pd.concat([df, g], ignore_index=True), 5.0)
+    gl = out[out["tool"] == "guidellm"].set_index("metric")
+    # 100 vs 80: +25%; GuideLLM reports no pooled chunk gaps, so that figure is named, not compared
+    assert gl.loc["ttft_p50_s", "median_difference_pct"] == pytest.approx(25.0)
+    assert gl.loc["itl_p50_s", "verdict"] == "not reported" and "GuideLLM" in gl.loc["itl_p50_s", "why"]
+    bs = out[out["tool"] == "bench_serve"].set_index("metric")
+    assert bs.loc["output_tok_s", "median_difference_pct"] == pytest.approx(100 * (100 / 104 - 1))
+    text = bench_serve_verdict(out, 5.0)
+    assert "of 4 figures agree with GuideLLM" in text and "of 5 figures agree with vllm bench serve" in text
+
+
+def test_guidellm_result_becomes_a_level_row_in_seconds():
+    from slmstudy.serving import guidellm_run
+
+    def dist(mean, p50, p90, p99, total=None):
+        return {"successful": {"mean": mean, "total_sum": total,
+                               "percentiles": {"p50": p50, "p90": p90, "p99": p99}}}
+
+    data = {"benchmarks": [{"duration": 2.0, "metrics": {
+        "request_totals": {"successful": 6, "errored": 1, "incomplete": 1, "total": 8},
+        "output_token_count": dist(16, 16, 16, 16, total=96), "prompt_token_count": dist(32, 32, 32, 32, total=192),
+        "time_to_first_token_ms": dist(30.0, 25.0, 50.0, 60.0), "inter_token_latency_ms": dist(8.0, 7.5, 9.0, 9.5),
+        "request_latency": dist(0.15, 0.14, 0.17, 0.2)}}]}
+    row = guidellm_run.row_from_result(data)
+    assert (row["requests"], row["completed"], row["errors"]) == (8, 6, 2)
+    # output tokens/s: completed requests' tokens over the duration, as ours and bench serve's
+    assert row["output_tok_s"] == 48.0 and row["req_s"] == 3.0
+    assert row["ttft_p90_s"] == pytest.approx(0.050) and row["tpot_p50_s"] == pytest.approx(0.0075)
+    assert row["e2e_p99_s"] == pytest.approx(0.2) and "itl_p50_s" not in row
+
+
+def test_guidellm_command_sends_our_prompts_lengths_and_temperature(tmp_path):
+    import json as _json
+
+    from slmstudy.serving import guidellm_run
+    from slmstudy.serving.load import Workload
+
+    w = Workload(api="completions", input_tokens=16, output_tokens=7, temperature=0.6, seed=3, exact_counts=True)
+    guidellm_run.write_prompts(tmp_path / "p.jsonl", w, first_index=4, n=2)
+    lines = [_json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
+    from slmstudy.serving import tokenizer
+    assert lines == [{"prompt": tokenizer.prompt_text(16, 3, i), "output_tokens_count": 7} for i in (4, 5)]
+    cmd = guidellm_run.command("http://127.0.0.1:8000/v1", "served", w, 4, 32, tmp_path / "p.jsonl", tmp_path / "r.json")
+    arg = {cmd[i]: cmd[i + 1] for i in range(len(cmd) - 1) if cmd[i].startswith("--")}
+    backend = _json.loads(arg["--backend"])
+    assert backend["target"] == "http://127.0.0.1:8000" and backend["model"] == "served"
+    assert backend["request_format"] == "/v1/completions" and backend["extras"] == {"body": {"temperature": 0.6}}
+    assert arg["--profile"] == "kind=concurrent,streams=4" and arg["--constraint"] == "kind=max_requests,count=32"
 
 
 def test_serving_crosscheck_names_a_failed_run():

@@ -242,33 +242,37 @@ def test_closed_and_open_loop_sweeps_with_telemetry(server, tmp_path):
     assert 1 <= demo["plain"]["usage"]["completion_tokens"] <= 16 and demo["stream"]["chunks"] >= 1
 
 
-def test_crosscheck_with_vllm_bench_serve_alternates_on_the_same_prompts(server, tmp_path):
-    """Our client and vLLM's own ``bench serve`` take turns (ABBA) against the same
-    server with the same prompts: both count exactly the tokens asked for."""
+def test_crosscheck_with_vllm_bench_serve_and_guidellm_takes_turns_on_the_same_prompts(server, tmp_path):
+    """Our client, vLLM's own ``bench serve`` and GuideLLM take turns (rotated over
+    levels and rounds) against the same server with the same prompts: every tool
+    counts exactly the tokens asked for."""
+    check = BenchServeCheck(concurrency=(1, 2), requests=4, rounds=2, tools=("bench_serve", "guidellm"))
     job = ServeJob(engine=EngineSpec(model=MODEL, precision="bf16", engine=ENGINE, seed=5),
                    load=LoadSpec(api="completions", input_tokens=16, output_tokens=OUT, client_demo=False,
-                                 server_metrics=False,
-                                 bench_serve=BenchServeCheck(concurrency=(1, 2), requests=4, rounds=2)))
+                                 server_metrics=False, bench_serve=check))
     session.measure(server, job, tmp_path)
     df = serving_tables.crosscheck_rows(tmp_path / "crosscheck.jsonl")
-    assert len(df) == 2 * 2 * 2 and (df["status"] == "ok").all(), df.get("error")
-    # ABBA: in round 1 we go first at 1 user and second at 2 users; round 2 the other way
+    assert len(df) == 2 * 2 * 3 and (df["status"] == "ok").all(), df.get("error")
     for (rnd, level), g in df.groupby(["round", "level"]):
-        first = g.sort_values("t0")["tool"].iloc[0]
-        assert first == ("slmstudy" if (rnd + [1.0, 2.0].index(level)) % 2 else "bench_serve")
-    # both tools completed every request with exactly the asked-for tokens, the same prompts (16 words each)
+        assert tuple(g.sort_values("t0")["tool"]) == check.order(rnd, [1.0, 2.0].index(level))
+    # every tool completed every request with exactly the asked-for tokens, the same prompts (16 words each)
     assert (df["completed"] == 4).all() and (df["output_tokens"] == 4 * OUT).all()
     assert (df["prompt_tokens"] == 4 * 16).all()
-    for q in ("ttft_p50_s", "ttft_p90_s", "itl_p50_s", "output_tok_s"):
-        assert (df[q] > 0).all()
-    # bench serve's tokens/s is its count over its duration, as ours
-    b = df[df["tool"] == "bench_serve"]
-    np.testing.assert_allclose(b["output_tok_s"], b["output_tokens"] / b["duration_s"], rtol=1e-6)
+    for q in ("ttft_p50_s", "ttft_p90_s", "tpot_p50_s", "output_tok_s"):
+        assert (df[q] > 0).all(), q
+    assert (df.loc[df["tool"] != "guidellm", "itl_p50_s"] > 0).all()
+    # the other tools' tokens/s is their count over their duration, as ours
+    for tool in ("bench_serve", "guidellm"):
+        b = df[df["tool"] == tool]
+        np.testing.assert_allclose(b["output_tok_s"], b["output_tokens"] / b["duration_s"], rtol=1e-6)
     table = serving.bench_serve_rows(df.assign(model=MODEL), 5.0)
-    assert len(table) == 2 * 4 and (table["rounds"] == 2).all()
-    assert set(table["verdict"]) <= {"agrees", "inconclusive"}  # two rounds: no interval, never "differs"
-    prompts = (tmp_path / "bench_serve_r1_c1.prompts.jsonl").read_text().splitlines()
-    assert [json.loads(x)["prompt"] for x in prompts] == [tokenizer.prompt_text(16, 5, i) for i in range(4)]
+    assert len(table) == 2 * 2 * 5 and (table.dropna(subset=["rounds"])["rounds"] == 2).all()
+    # two rounds: no interval, never "differs"; GuideLLM's missing pooled gaps are named
+    assert set(table["verdict"]) <= {"agrees", "inconclusive", "not reported"}
+    assert set(table.loc[table["verdict"] == "not reported", "tool"]) == {"guidellm"}
+    for tool in ("bench_serve", "guidellm"):
+        prompts = (tmp_path / f"{tool}_r1_c1.prompts.jsonl").read_text().splitlines()
+        assert [json.loads(x)["prompt"] for x in prompts] == [tokenizer.prompt_text(16, 5, i) for i in range(4)]
 
 
 def test_steady_state_windows_count_only_their_requests(server, tmp_path):

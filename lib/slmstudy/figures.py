@@ -35,6 +35,7 @@ PHASE_COLOURS = {
     "overhead": "#c9c1e6",
     "harness": "#e6c1d9",
     "bench_serve": "#c1d9e6",
+    "guidellm": "#d9e6c1",
     "anatomy": "#e6d9c1",
     "load": "#a8d5a2",  # a serving load level
     "shutdown": "#dddddd",
@@ -144,7 +145,7 @@ CPU_SERIES = [
 ]
 PHASE_NAMES = {"engine_start": "engine start", "warmup": "warm-up", "run": "measured runs",
                "overhead": "sampler on/off check", "harness": "streamed vs final-only check", "bench_serve": "vllm bench serve",
-               "anatomy": "step anatomy (profiled)", "load": "load level", "shutdown": "shutdown"}
+               "guidellm": "GuideLLM", "anatomy": "step anatomy (profiled)", "load": "load level", "shutdown": "shutdown"}
 SMOOTH_S = 0.5  # the traces are 10-20 Hz: a half-second mean keeps every line readable
 
 

@@ -22,7 +22,7 @@ from pydantic import Field, PositiveFloat, PositiveInt
 from ..figures import styled
 from ..jobs import Job
 from ..params import MAX_LIST, PrecisionKey, Strict, StudyParams, Tokens, Workload
-from ..serving.spec import BenchServeCheck, LoadLevels, LoadSpec, ServeJob, SteadyState
+from ..serving.spec import BenchServeCheck, LoadLevels, LoadSpec, OtherTool, ServeJob, SteadyState
 from .base import Experiment, Study
 from .common import engine_spec
 
@@ -51,11 +51,14 @@ class SteadyStateParams(Strict):
 
 
 class BenchServe(Strict):
-    """Cross-check against ``vllm bench serve``: closed loop at each concurrency, the
-    same prompts, lengths and temperature for both tools, alternated (ABBA) over
-    rounds against the same server after the sweeps."""
+    """Cross-check against ``vllm bench serve`` (and GuideLLM, with ``tools``): closed
+    loop at each concurrency, the same prompts, lengths and temperature for every
+    tool, their order rotated (ABBA for two) over levels and rounds against the same
+    server after the sweeps."""
 
     concurrency: list[PositiveInt] = Field(min_length=1, max_length=8)
+    # the tools beside our client
+    tools: list[OtherTool] = Field(default_factory=lambda: ["bench_serve"], min_length=1, max_length=2)
     requests: PositiveInt = Field(64, le=100_000)
     rounds: PositiveInt = Field(2, le=20)
     # Agreement per figure: within tolerance_pct, or (3 rounds or more) a 95% CI
@@ -121,7 +124,8 @@ def load_spec(p: Params) -> LoadSpec:
         warmup_requests=p.warmup_requests, slo_ttft_s=p.slo_ttft_s, request_timeout_s=p.request_timeout_s,
         server_metrics=p.server_metrics,
         bench_serve=BenchServeCheck(concurrency=tuple(p.bench_serve.concurrency), requests=p.bench_serve.requests,
-                                    rounds=p.bench_serve.rounds) if p.bench_serve else None,
+                                    rounds=p.bench_serve.rounds, tools=tuple(dict.fromkeys(p.bench_serve.tools)))
+        if p.bench_serve else None,
         closed_loop=LoadLevels(levels=tuple(float(c) for c in p.closed_loop.concurrency),
                                requests_per_level=p.closed_loop.requests_per_level) if p.closed_loop else None,
         open_loop=LoadLevels(levels=tuple(p.open_loop.rates), requests_per_level=p.open_loop.requests_per_level)
@@ -248,12 +252,14 @@ def figure_distributions(study: Study[Params]) -> Any:
     return figures.finish(fig, study, "serving_distributions", study.caption(study.params.precision))
 
 
-CROSSCHECK_METRICS = ["ttft_p50_s", "ttft_p90_s", "itl_p50_s", "output_tok_s"]
+CROSSCHECK_METRICS = ["ttft_p50_s", "ttft_p90_s", "itl_p50_s", "tpot_p50_s", "output_tok_s"]
+TOOL_NAMES = {"bench_serve": "vllm bench serve", "guidellm": "GuideLLM"}
 
 
 def bench_serve_check(study: Study[Params]) -> pd.DataFrame:
-    """Our client against ``vllm bench serve`` on the same server: per model, level
-    and figure, the medians over rounds, the difference, its CI and verdict."""
+    """Our client against ``vllm bench serve`` (and GuideLLM) on the same server: per
+    model, level, tool and figure, the medians over rounds, the difference, its CI
+    and verdict."""
     b = study.params.bench_serve
     if b is None:
         return pd.DataFrame([{"note": "not measured: this profile sets bench_serve: null"}])
@@ -261,8 +267,11 @@ def bench_serve_check(study: Study[Params]) -> pd.DataFrame:
 
 
 def bench_serve_rows(df: pd.DataFrame, tolerance_pct: float) -> pd.DataFrame:
-    """The cross-check table from its rows (model, round, tool slmstudy or
-    bench_serve, level, status and the figures of ``CROSSCHECK_METRICS``)."""
+    """The cross-check table from its rows (model, round, tool slmstudy / bench_serve /
+    guidellm, level, status and the figures of ``CROSSCHECK_METRICS``): one row per
+    model, level, other tool and figure, ``slmstudy`` and ``other`` the medians over
+    rounds. A figure the other tool does not report (GuideLLM has no pooled chunk
+    gaps) is named, not compared."""
     from .. import stats
 
     if df.empty:
@@ -270,39 +279,52 @@ def bench_serve_rows(df: pd.DataFrame, tolerance_pct: float) -> pd.DataFrame:
     rows = []
     ok = df[df["status"] == "ok"]
     for (model, level), g in ok.groupby(["model", "level"], sort=True):
-        for metric in CROSSCHECK_METRICS:
-            by_round = g.pivot_table(index="round", columns="tool", values=metric, aggfunc="first")
-            if not {"slmstudy", "bench_serve"} <= set(by_round.columns):
-                continue
-            by_round = by_round.dropna()
-            d = stats.relative_difference_ci([[v] for v in by_round["slmstudy"]],
-                                             [[v] for v in by_round["bench_serve"]])
-            rows.append({"model": model, "level": level, "metric": metric,
-                         "slmstudy": float(by_round["slmstudy"].median()),
-                         "bench_serve": float(by_round["bench_serve"].median()),
-                         "median_difference_pct": d["difference_pct"], "difference_ci_lo": d["ci_lo"],
-                         "difference_ci_hi": d["ci_hi"], "rounds": d["rounds"],
-                         "verdict": stats.agreement_verdict(d["difference_pct"], d["ci_lo"], d["ci_hi"],
-                                                            tolerance_pct, tolerance_pct)})
+        for tool in sorted(set(g["tool"]) - {"slmstudy"}):
+            pair = g[g["tool"].isin(["slmstudy", tool])]
+            for metric in CROSSCHECK_METRICS:
+                base = {"model": model, "level": level, "tool": tool, "metric": metric}
+                if metric not in pair or pair.loc[pair["tool"] == tool, metric].isna().all():
+                    rows.append({**base, "verdict": "not reported",
+                                 "why": f"{TOOL_NAMES.get(tool, tool)} does not report {metric}"})
+                    continue
+                by_round = pair.pivot_table(index="round", columns="tool", values=metric, aggfunc="first")
+                if not {"slmstudy", tool} <= set(by_round.columns):
+                    continue
+                by_round = by_round.dropna()
+                d = stats.relative_difference_ci([[v] for v in by_round["slmstudy"]],
+                                                 [[v] for v in by_round[tool]])
+                rows.append({**base, "slmstudy": float(by_round["slmstudy"].median()),
+                             "other": float(by_round[tool].median()),
+                             "median_difference_pct": d["difference_pct"], "difference_ci_lo": d["ci_lo"],
+                             "difference_ci_hi": d["ci_hi"], "rounds": d["rounds"],
+                             "verdict": stats.agreement_verdict(d["difference_pct"], d["ci_lo"], d["ci_hi"],
+                                                                tolerance_pct, tolerance_pct)})
     failed = df[df["status"] != "ok"]
     for _, r in failed.iterrows():
-        rows.append({"model": r["model"], "level": r["level"], "metric": "(run failed)", "verdict": "not measured",
-                     "why": f"{r['tool']} round {r['round']}: {r.get('error')}"})
+        rows.append({"model": r["model"], "level": r["level"], "tool": r["tool"], "metric": "(run failed)",
+                     "verdict": "not measured", "why": f"{r['tool']} round {r['round']}: {r.get('error')}"})
     return pd.DataFrame(rows)
 
 
 def bench_serve_verdict(df: pd.DataFrame, tolerance_pct: float) -> str:
+    """One sentence per other tool: how many figures agree, and the largest difference."""
     if df.empty or "verdict" not in df:
         return str(df["note"].iloc[0]) if "note" in df and len(df) else "not measured"
-    counts = df["verdict"].value_counts()
-    worst = df.loc[df["median_difference_pct"].abs().idxmax()] if df["median_difference_pct"].notna().any() else None
-    text = (f"{counts.get('agrees', 0)} of {len(df)} figures agree with vllm bench serve within {tolerance_pct:g}% "
-            f"({counts.get('differs', 0)} differ, {counts.get('inconclusive', 0)} inconclusive, "
-            f"{counts.get('not measured', 0)} not measured)")
-    if worst is not None:
-        text += (f"; the largest difference is {worst['metric']} at {worst['level']:g} users for "
-                 f"{worst['model']}: {worst['median_difference_pct']:+.1f}%")
-    return text + "."
+    parts = []
+    for tool, t in df.groupby("tool", sort=True):
+        compared = t[t["verdict"] != "not reported"]
+        counts = compared["verdict"].value_counts()
+        name = TOOL_NAMES.get(tool, tool)
+        text = (f"{counts.get('agrees', 0)} of {len(compared)} figures agree with {name} within {tolerance_pct:g}% "
+                f"({counts.get('differs', 0)} differ, {counts.get('inconclusive', 0)} inconclusive, "
+                f"{counts.get('not measured', 0)} not measured)")
+        diffs = compared["median_difference_pct"] if "median_difference_pct" in compared else pd.Series(dtype=float)
+        if diffs.notna().any():
+            worst = compared.loc[diffs.abs().idxmax()]
+            text += (f"; the largest difference is {worst['metric']} at {worst['level']:g} users for "
+                     f"{worst['model']}: {worst['median_difference_pct']:+.1f}%")
+        parts.append(text)
+    return "; ".join(parts) + "."
 
 
 def slo_verdict(capacity: pd.DataFrame) -> str:

@@ -179,11 +179,10 @@ COLUMNS: dict[str, Column] = {
                                "(as vllm bench latency collects them)", (A,)),
     "slowdown_median_pct": Column("slowdown, median", "%", "median over the pairs", (A,)),
     "pairs": Column("pairs", "", "ABBA pairs measured", (A,)),
-    "tool": Column("tool", "", "serving cross-check: slmstudy (our client) or bench_serve (vllm bench serve)",
-                   ("serve_crosscheck",)),
+    "tool": Column("tool", "", "serving cross-check: slmstudy (our client), bench_serve (vllm bench serve) or "
+                   "guidellm (GuideLLM); in the analysis, the tool ours is compared with", ("serve_crosscheck", A)),
     "slmstudy": Column("ours", "", "our client's figure, median over rounds (unit of the figure)", (A,)),
-    "bench_serve": Column("vllm bench serve", "", "bench serve's figure, median over rounds (unit of the figure)",
-                          (A,)),
+    "other": Column("theirs", "", "the other tool's figure, median over rounds (unit of the figure)", (A,)),
     "rounds": Column("rounds", "", "rounds with both sides measured", (A,)),
     "seconds_between": Column("seconds apart", "s", "bench latency's end to our first run", (A,)),
     "slowdown_pct": Column("slowdown", "%", "throughput lost with the sampler running (overhead) or by streaming and "

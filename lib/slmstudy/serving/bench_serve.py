@@ -23,12 +23,10 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from ..engine import procs, vllm_log
-from . import tokenizer
+from . import external, tokenizer
 from .load import Workload
 
 PERCENTILES = (50, 90, 99)
@@ -82,16 +80,6 @@ def run(base_url: str, served_model_name: str, tokenizer_path: str, w: Workload,
         n_requests: int, first_index: int, out: Path, tag: str, timeout_s: float) -> dict[str, Any]:
     """Run one level; returns the journal line: the row, or the failure's root cause."""
     prompts, result, log = out / f"{tag}.prompts.jsonl", out / f"{tag}.json", out / f"{tag}.log"
-    result.unlink(missing_ok=True)
     write_prompts(prompts, w, first_index, n_requests)
     cmd = command(base_url, served_model_name, tokenizer_path, w, concurrency, n_requests, prompts, result)
-    t0 = time.time()
-    fin = procs.run_logged(cmd, log, timeout_s)
-    line: dict[str, Any] = {"command": " ".join(cmd), "t0": t0, "t1": time.time(),
-                            "seconds": fin.seconds, "returncode": fin.returncode}
-    if fin.error or fin.returncode != 0 or not result.exists():
-        text = log.read_text(errors="replace")
-        line["error"] = fin.error or vllm_log.root_cause(text) or f"vllm bench serve {procs.describe_exit(fin.returncode)}"
-        line["status"] = "failed"
-        return line
-    return {**line, "status": "ok", **row_from_result(json.loads(result.read_text()))}
+    return external.run_tool("vllm bench serve", cmd, result, log, timeout_s, row_from_result)

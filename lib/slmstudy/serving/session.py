@@ -7,7 +7,7 @@ stopped), ``events.jsonl`` (load phases, levels and requests on the wall clock o
 the telemetry trace, and the server's counters read at each level's edges),
 ``telemetry.jsonl``, ``metrics.jsonl`` (the server's ``/metrics`` read at the
 telemetry rate by the sampler's process), ``client_demo.json``, and with the
-serving cross-check ``crosscheck.jsonl`` and ``bench_serve_*`` files. The results
+serving cross-check ``crosscheck.jsonl`` and ``bench_serve_*`` / ``guidellm_*`` files. The results
 layer turns them into tables.
 """
 
@@ -25,7 +25,7 @@ from ..engine.journal import Journal
 from ..engine.runner import RunResult, clean
 from ..telemetry import server_metrics
 from ..telemetry.sampler import Sampler
-from . import bench_serve, tokenizer
+from . import bench_serve, guidellm_run, tokenizer
 from .client import StreamingClient
 from .load import Slo, Workload, run_sync, sweep
 from .server import ServerStartError, VllmServer
@@ -88,9 +88,10 @@ def client_demo(server: VllmServer) -> dict[str, Any]:
 
 
 def crosscheck(server: VllmServer, job: ServeJob, out: Path, w: Workload, slo: Slo, first_index: int) -> None:
-    """Our client and ``vllm bench serve`` alternated against this server (ABBA over
-    rounds and levels, so drifts of the host cancel), each level's prompts the same
-    for both tools; journaled to ``crosscheck.jsonl`` apart from the sweeps."""
+    """Our client and the other tools (``vllm bench serve``, GuideLLM) take turns
+    against this server, their order rotated over levels and rounds so drifts of the
+    host cancel, each level's prompts the same for every tool; journaled to
+    ``crosscheck.jsonl`` apart from the sweeps."""
     check = job.load.bench_serve
     assert check is not None
     spec = job.engine
@@ -99,23 +100,26 @@ def crosscheck(server: VllmServer, job: ServeJob, out: Path, w: Workload, slo: S
     journal = Journal(out / CROSSCHECK)
     labels = {**server.facts, "model": spec.model, "precision": spec.precision}
     index = first_index
+    timeout_s = job.load.request_timeout_s * 2
     try:
         for rnd in range(1, check.rounds + 1):
             for i, c in enumerate(check.concurrency):
-                tools = ("slmstudy", "bench_serve") if (rnd + i) % 2 else ("bench_serve", "slmstudy")
-                for tool in tools:
+                for tool in check.order(rnd, i):
                     lab = {**labels, "round": rnd, "tool": tool}
                     if tool == "slmstudy":
                         _sweep(server, journal, "concurrency", LoadLevels(levels=(float(c),),
                                requests_per_level=check.requests), w, 0, slo, job.load.request_timeout_s,
-                               index, lab, None, None)  # fixed size: both tools send the same prompts
-                    else:
-                        with journal.phase("bench_serve", level=c, **lab):
+                               index, lab, None, None)  # fixed size: every tool sends the same prompts
+                        continue
+                    with journal.phase(tool, level=c, **lab):
+                        if tool == "bench_serve":
                             line = bench_serve.run(server.base_url, server.served_model_name, tok, w, c,
-                                                   check.requests, index, out, f"bench_serve_r{rnd}_c{c}",
-                                                   job.load.request_timeout_s * 2)
-                        journal.write("bench_serve", mode="concurrency", level=float(c), **lab, **line)
-                index += check.requests  # both tools sent these prompts; the next level gets new ones
+                                                   check.requests, index, out, f"bench_serve_r{rnd}_c{c}", timeout_s)
+                        else:
+                            line = guidellm_run.run(server.base_url, server.served_model_name, w, c, check.requests,
+                                                    index, out, f"guidellm_r{rnd}_c{c}", timeout_s)
+                    journal.write("bench_serve", mode="concurrency", level=float(c), **lab, **line)
+                index += check.requests  # every tool sent these prompts; the next level gets new ones
     finally:
         journal.close()
 
@@ -176,7 +180,7 @@ def run(job: ServeJob, out: Path, cache_root: Path, standby: procs.Group | None 
     clean(out)
     for name in RAW:
         (out / name).unlink(missing_ok=True)
-    for leftover in out.glob("bench_serve_*"):
+    for leftover in [*out.glob("bench_serve_*"), *out.glob("guidellm_*")]:
         leftover.unlink()
     spec = job.engine
     served = tokenizer.prepare(spec.model, spec.precision, spec.weights, spec.weights_path)

@@ -25,13 +25,30 @@ class SteadyState(Frozen):
     max_s: float = Field(gt=0)
 
 
+OtherTool = Literal["bench_serve", "guidellm"]
+
+
 class BenchServeCheck(Frozen):
-    """Our client and ``vllm bench serve`` against the same server, closed loop at
-    each concurrency with the same prompts, alternated in ABBA order over rounds."""
+    """Our client and other tools (``vllm bench serve``, GuideLLM) against the same
+    server, closed loop at each concurrency with the same prompts, their order
+    rotated over levels and rounds (ABBA for two tools)."""
 
     concurrency: tuple[int, ...]
     requests: int = Field(gt=0)
     rounds: int = Field(1, ge=1)
+    tools: tuple[OtherTool, ...] = ("bench_serve",)
+
+    @property
+    def all_tools(self) -> tuple[str, ...]:
+        return ("slmstudy", *self.tools)
+
+    def order(self, round_: int, level_index: int) -> tuple[str, ...]:
+        """The tools' order at one level of one round: rotated by one per level and
+        per round, so each tool goes first, middle and last equally often over the
+        rounds and slow drifts of the host cancel (two tools: ABBA)."""
+        tools = self.all_tools
+        k = (round_ + level_index + 1) % len(tools)
+        return tools[k:] + tools[:k]
 
 
 class LoadSpec(Frozen):
