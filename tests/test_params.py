@@ -231,3 +231,25 @@ def test_anatomy_batches_outside_the_sweep_and_windows_longer_than_the_output_ar
     msgs = _problems(overrides={"anatomy": {"batch_sizes": [1, 3], "steps": 14}})
     assert any("anatomy batch sizes [3] are not in the sweep" in m and "allowed: [1, 2, 4, 8]" in m for m in msgs), msgs
     assert any("anatomy.steps" in m and "output_len >= 18" in m for m in msgs), msgs
+
+
+def test_tensor_parallel_size_must_split_the_heads_and_fit_this_machine(project):
+    # tiny-qwen2 and tiny-llama3 have 4 attention heads; this CPU machine 2 cores
+    msgs = _problems(overrides={"engine": {"tensor_parallel_size": 3}})
+    assert any("3 does not split tiny-qwen2's 4 attention heads (2 KV heads)" in m and "allowed for it: [1, 2, 4]" in m
+               for m in msgs), msgs
+    assert any("3 ranks for one engine" in m and "allowed 1 to 2" in m for m in msgs), msgs
+    assert _load(overrides={"engine": {"tensor_parallel_size": 2}}).params.engine.tensor_parallel_size == 2
+    [msg] = _problems(overrides={"engine": {"extra_args": {"tensor_parallel_size": 2}}})
+    assert "use engine.tensor_parallel_size" in msg
+
+
+def test_cpu_ranks_get_cores_of_their_own_and_gpus_no_multicast():
+    from slmstudy.engine import args
+
+    assert args.cpu_binding(2, [0, 1]) == "0|1"
+    assert args.cpu_binding(2, [0, 1, 2, 3, 4]) == "0,1|2,3"  # a fifth core is left to the rest
+    with pytest.raises(ValueError, match="need a core each"):
+        args.cpu_binding(3, [0, 1])
+    assert args.NO_MULTICAST == {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1",
+                                 "NVSHMEM_DISABLE_NVLS": "1"}

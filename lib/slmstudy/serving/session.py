@@ -171,7 +171,7 @@ def measure(server: VllmServer, job: ServeJob, out: Path) -> None:
 def env(job: ServeJob, cache_root: Path) -> dict[str, str]:
     """The server's environment (its standby's too): the model's caches, the precision's
     engine settings."""
-    return {**caches.env(cache_root), **engine_env(job.engine.precision)}
+    return {**caches.env(cache_root), **engine_env(job.engine.precision, job.engine.engine)}
 
 
 def run(job: ServeJob, out: Path, cache_root: Path, standby: procs.Group | None = None) -> RunResult:

@@ -58,6 +58,7 @@ class NvmlReader:
         info = {
             "gpu_name": _str(pynvml.nvmlDeviceGetName(h)),
             "gpu_index": self.gpu_index,
+            "gpu_count": pynvml.nvmlDeviceGetCount(),  # what tensor parallelism may span
             "gpu_uuid": _str(pynvml.nvmlDeviceGetUUID(h)),
             "driver_version": _str(pynvml.nvmlSystemGetDriverVersion()),
             "cuda_driver_version": pynvml.nvmlSystemGetCudaDriverVersion(),
