@@ -10,7 +10,9 @@
 * batch-1 runs last long enough (about 1.2 s, over 20 samples at 20 Hz, longer
   than NVML's utilisation window) that ``utilization.gpu`` and GPM SM activity can
   be compared: the first overstates how busy the SMs are;
-* GPU memory returns to its baseline after each engine process.
+* GPU memory returns to its baseline after each engine process;
+* the step anatomy reads CUDA kernels: its windows complete, GEMM roles come out of
+  their order (one lm_head per step) and classes + idle add up to the profiled step.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import math
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 from slmstudy import analytic, catalog
@@ -61,9 +64,32 @@ def engines(module_project):
         # engines start from the study's compile cache
         "bench_latency": {"enabled": False},
         "telemetry_overhead": None,
+        # the step anatomy on CUDA kernels (CUPTI through torch's profiler), CUDA graphs on
+        "anatomy": {"batch_sizes": [1, 8], "steps": 16},
     })
     outcomes = study.run()
     return study, outcomes
+
+
+def test_step_anatomy_reads_the_gpus_kernels(engines):
+    """Every window completes on CUDA kernels; one step runs 4 x layers + 1 GEMMs
+    (roles read from their order, one lm_head per step); kernels do not overlap on
+    the engine's stream, so classes + idle add up to the profiled step."""
+    from slmstudy.experiments import anatomy_report
+
+    study, _ = engines
+    windows = study.table("anatomy")
+    assert len(windows) == 4 and set(windows["state"]) == {"done"}, windows[["model", "batch", "error"]]
+    assert set(windows["device"]) == {"cuda"}
+    summary, parts, events = anatomy_report.analyse(study)
+    for _, w in summary.iterrows():
+        assert w["roles"] == "assigned", (w["model"], w["batch"], w["roles"])
+        assert w["sum_ms"] == pytest.approx(w["profiled_step_ms"], rel=0.05)
+        assert w["measured_step_ms"] > 0 and 0 <= w["idle_share"] < 1
+    lm = events[events["role"] == "lm_head"].groupby(["model", "batch"]).size()
+    steps = events.groupby(["model", "batch"])["steps"].first()
+    # (the GPU runs behind the host's step marks: a window may clip one lm_head at an edge)
+    assert ((lm - steps).abs() <= 1).all(), pd.concat([lm, steps], axis=1)
 
 
 @pytest.mark.parametrize("model", ["deepseek-r1-distill-qwen-1.5b", "llama-3.2-1b-instruct"])
