@@ -62,7 +62,7 @@ def test_pretrained_checkpoint_and_agreement_on_the_cpu_engine(project):
     assert (ckpt / "model.safetensors").stat().st_size > 10_000_000
     study = open_study("02_precision", profile="cpu", overrides={
         "models": ["tiny-llama3"], "weights": "pretrained", "weights_paths": {"tiny-llama3": str(ckpt)},
-        "precisions": ["fp32", "bf16"],
+        "precisions": ["fp32", "bf16"], "anatomy": None,
         "workload": {"batch_sizes": [1], "repetitions": 1, "warmup": 0, "output_len": 4},
         "agreement": {"max_tokens": 8},
     })

@@ -162,7 +162,7 @@ def test_killed_engine_core_is_a_failure_with_its_cause(project):
     from slmstudy.results import environment
 
     study = open_study("03_batch_scaling", profile="cpu", overrides={
-        "models": ["tiny-qwen2"], "bench_latency": {"enabled": False},
+        "models": ["tiny-qwen2"], "bench_latency": {"enabled": False}, "anatomy": None,
         "workload": {"input_len": 16, "output_len": 64, "batch_sizes": [1], "repetitions": 50, "warmup": 1}})
     job = next(j for j in study.jobs() if j.kind == "engine")
     result = {}
