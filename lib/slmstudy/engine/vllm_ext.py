@@ -153,6 +153,9 @@ class SlmstudyWorkerExtension:
             self._slmstudy_profiler_stop(st)
             out["state"] = "interrupted"
             out["error"] = f"the batch ended after {st.annotated} of {st.steps + 1} annotated steps"
+        # With tensor parallelism every rank profiles its own share; rank 0's trace is
+        # the one read (the others would overwrite the same file).
+        write = write and not getattr(self, "rank", 0)
         if st.state == "done" and st.profiler is not None and write:
             try:
                 st.profiler.export_chrome_trace(st.trace_path)
