@@ -13,6 +13,7 @@ import pandas as pd
 from .. import analytic, catalog, roofline
 from ..anatomy import bounds, classify, table
 from ..figures import styled
+from . import batch_scaling
 from .common import hardware_limits
 
 KEYS = ["model", "precision", "batch"]
@@ -25,7 +26,7 @@ def _measured_step_s(runs: pd.DataFrame, model: str, precision: str, batch: int)
         return float("nan")
     r = runs[(runs["model"] == model) & (runs["precision"] == precision) & (runs["batch"] == batch)]
     if "point" in r:
-        r = r[~r["point"].astype(str).str.startswith("crosscheck_b")]
+        r = r[~batch_scaling.is_crosscheck(r["point"])]
     return float(r["tpot_mean_s"].median()) if len(r) else float("nan")
 
 

@@ -34,11 +34,12 @@ PERCENTILES = (50, 90, 99)
 METRICS = {"ttft": "ttft", "itl": "itl", "tpot": "tpot", "e2el": "e2e"}
 
 
-def write_prompts(path: Path, w: Workload, first_index: int, n: int) -> None:
-    """The very prompts our client sends for indices ``first_index .. +n``."""
+def write_prompts(path: Path, w: Workload, first_index: int, n: int, **fields: Any) -> None:
+    """The very prompts our client sends for indices ``first_index .. +n`` (one JSON
+    object per line; ``fields`` added to each, as another tool may need)."""
     with path.open("w") as f:
         for i in range(first_index, first_index + n):
-            f.write(json.dumps({"prompt": tokenizer.prompt_text(w.input_tokens, w.seed, i)}) + "\n")
+            f.write(json.dumps({"prompt": tokenizer.prompt_text(w.input_tokens, w.seed, i), **fields}) + "\n")
 
 
 def command(base_url: str, served_model_name: str, tokenizer_path: str, w: Workload, concurrency: int,

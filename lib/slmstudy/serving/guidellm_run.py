@@ -33,7 +33,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import external, tokenizer
+from . import bench_serve, external
 from .load import Workload
 
 PERCENTILES = (50, 90, 99)
@@ -43,12 +43,8 @@ METRICS = {"time_to_first_token_ms": ("ttft", 1e-3), "inter_token_latency_ms": (
 
 
 def write_prompts(path: Path, w: Workload, first_index: int, n: int) -> None:
-    """The very prompts our client sends for indices ``first_index .. +n``, each with
-    the output length GuideLLM must ask for."""
-    with path.open("w") as f:
-        for i in range(first_index, first_index + n):
-            f.write(json.dumps({"prompt": tokenizer.prompt_text(w.input_tokens, w.seed, i),
-                                "output_tokens_count": w.output_tokens}) + "\n")
+    """bench serve's prompt file, each line also naming the output length GuideLLM must ask for."""
+    bench_serve.write_prompts(path, w, first_index, n, output_tokens_count=w.output_tokens)
 
 
 def command(base_url: str, served_model_name: str, w: Workload, concurrency: int, n_requests: int,
