@@ -239,10 +239,18 @@ async def step_anatomy(engine: Any, seed: int, check: AnatomyCheck, vocab: int, 
         prompts = prompt_ids(seed, 9_000_000 + batch, batch, check.input_len, vocab)
         record: dict[str, Any] = {"batch": batch, "input_len": check.input_len, "output_len": check.output_len,
                                   "steps": check.steps, "skip": check.skip}
-        await engine.collective_rpc("slmstudy_anatomy_arm", args=(batch, check.skip, check.steps, str(path)))
-        with journal.phase("anatomy", batch=batch):
-            r = await run_batch(engine, prompts, check.output_len, check.temperature, f"an{batch}")
-        got = (await engine.collective_rpc("slmstudy_anatomy_collect"))[0]
+        try:
+            await engine.collective_rpc("slmstudy_anatomy_arm", args=(batch, check.skip, check.steps, str(path)))
+            with journal.phase("anatomy", batch=batch):
+                r = await run_batch(engine, prompts, check.output_len, check.temperature, f"an{batch}")
+            got = (await engine.collective_rpc("slmstudy_anatomy_collect"))[0]
+        except Exception as exc:
+            # A profile that fails is recorded and the job goes on: the engine's
+            # measured runs are already journaled and must not be lost with it.
+            if _is_engine_dead(exc):
+                raise
+            journal.write("anatomy", **record, state="failed", error=f"{type(exc).__name__}: {exc}")
+            continue
         record.update(state=got.get("state"), error=got.get("error"), batch_wall_s=r["wall_s"],
                       batch_tpot_s=float(np.nanmean([q["tpot_s"] for q in r["requests"]])))
         if got.get("trace_path"):
