@@ -45,7 +45,7 @@ _ATTENTION = _rx(r"flash", r"attn", r"attention", r"fmha", r"paged", r"reshape_a
                  r"batchdecode", r"batchprefill", r"unified_kv")
 _SAMPLING = _rx(r"argmax", r"softmax", r"topk", r"top_k", r"top_p", r"sort", r"sampl", r"multinomial",
                 r"exponential", r"gumbel", r"penalt", r"logit", r"bitonic", r"radix", r"cumsum", r"greedy",
-                r"distribution", r"philox", r"uniform")
+                r"distribution", r"philox", r"uniform", r"_temperature_kernel")
 # Split-K GEMMs end with a reduction kernel: same layer, same role.
 _GEMM_AUX = _rx(r"splitkreduce", r"split_k_reduce", r"splitk_reduce")
 _GEMM = _rx(r"gemm", r"gemv", r"nvjet", r"cutlass", r"cublas", r"xmma", r"machete", r"marlin", r"scaled_mm",

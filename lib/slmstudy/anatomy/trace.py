@@ -43,8 +43,17 @@ def load(path: Path) -> dict[str, Any]:
         return json.load(f)
 
 
+# With CUDA the profiler writes each annotation twice: on the host thread that opened
+# it ("user_annotation") and as the span of the GPU work it enqueued
+# ("gpu_user_annotation"). The steps are the host's marks; counting both made an
+# H100 window of 32 steps read as 65 (2026-12-05, commit 8087ffd).
+GPU_MARK_CATEGORY = "gpu_user_annotation"
+
+
 def step_marks(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    marks = [e for e in events if e.get("ph") == "X" and str(e.get("name", "")).startswith(STEP_MARK)]
+    """The host's step marks, in time order."""
+    marks = [e for e in events if e.get("ph") == "X" and str(e.get("name", "")).startswith(STEP_MARK)
+             and e.get("cat") != GPU_MARK_CATEGORY]
     return sorted(marks, key=lambda e: float(e["ts"]))
 
 

@@ -197,7 +197,7 @@ def explain(summary: pd.DataFrame, parts: pd.DataFrame, by: str = "model", order
     largest batch and where the time goes; then, per batch, why one is faster."""
     s = verdicts(summary)
     if s.empty or "limit" not in s:
-        return "No step anatomy in this run (the profile sets `anatomy: null`; see the layer named above)."
+        return "No step anatomy in this run (its parameters set `anatomy: null`)."
     s = s[s["limit"].notna()]
     main = parts[parts["part"].isin([*classify.CLASSES, "idle"])]
     lines = []
