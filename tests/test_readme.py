@@ -52,3 +52,18 @@ def test_study_minutes_of_lent_calls_and_of_a_pool_analysed_elsewhere():
     pool = calls[calls["kind"] != "total"].drop(columns="reused").drop_duplicates("job")
     minutes, jobs, _ = readme.study_minutes(pool)
     assert minutes == (300 + 200 + 30) / 60 and len(jobs) == 2
+
+
+def test_a_layers_folder_is_quoted_with_the_commit_that_measured_it(monkeypatch, tmp_path):
+    # the opt-in layers' evidence is not the default study's: its line names its layer and commit
+    import shutil
+
+    src = paths.reference_dir() / "h100" / "06_edge"  # measured by sweep_gpu.yaml (1-16 threads)
+    ref = tmp_path / "reference"
+    shutil.copytree(src, ref / "h100" / "06_edge_sweep")
+    monkeypatch.setattr(paths, "reference_dir", lambda: ref)
+    commit = readme.RunView(src).environment()["git_commit"][:7]
+    (line,) = readme.layer_lines()
+    assert f"params/06_edge/sweep_gpu.yaml`, measured by {commit}" in line
+    # the sweep's largest thread count is quoted beside article 001's 4 threads, F16 with it
+    assert "at 4 threads" in line and "at 16 threads" in line and "F16 at 16" in line

@@ -50,7 +50,7 @@ def _mean(df: pd.DataFrame, col: str, **where: Any) -> float:
 
 
 def _link(path: Path) -> str:
-    rel = path.relative_to(paths.project_root())
+    rel = path.relative_to(paths.project_root()) if path.is_relative_to(paths.project_root()) else path
     return f"[`{rel}`]({rel})"
 
 
@@ -176,8 +176,8 @@ def model_lines() -> list[str]:
             f"{number(cold[0])} vs {number(cold[1])} s, warm {number(warm[0])} vs {number(warm[1])} s."]
 
 
-def precision_lines() -> list[str]:
-    v = _view("02_precision")
+def precision_lines(v: RunView | None = None, label: str = "") -> list[str]:
+    v = v or _view("02_precision")
     if v is None:
         return []
     from .results.summaries import weights_gib
@@ -188,7 +188,7 @@ def precision_lines() -> list[str]:
     order = [x for x in catalog.precisions() if x in p["precisions"]]
     w = {r["precision"]: weights_gib(r) for _, r in cfg.iterrows()}
     disp = [catalog.precision(x).display for x in order]
-    return [f"* **Precision** (`02_precision`, {_name(p['models'][0])}, {', '.join(disp)}): weights "
+    return [f"* **Precision** (`02_precision`{label}, {_name(p['models'][0])}, {', '.join(disp)}): weights "
             + ", ".join(f"{w.get(x, float('nan')):.2f}" for x in order) + " GiB; at batch 1 "
             + ", ".join(number(_mean(runs, "output_tok_s", precision=x, batch=1)) for x in order)
             + f" tok/s; at batch {top} "
@@ -210,9 +210,10 @@ def serving_lines() -> list[str]:
             f"mean time to first token at 16 concurrent users " + "; ".join(parts) + "."]
 
 
-def edge_lines() -> list[str]:
-    """06_edge: the Q4_K_M files' sizes and llama.cpp's generation speed on the host's cores."""
-    v = _view("06_edge")
+def edge_lines(v: RunView | None = None, label: str = "") -> list[str]:
+    """06_edge: the Q4_K_M files' sizes and llama.cpp's generation speed on the host's cores
+    (at 4 threads, article 001's phone setting, and at the most threads measured)."""
+    v = v or _view("06_edge")
     if v is None:
         return []
     files, runs, cfg = v.table("gguf_files"), v.table("runs"), v.table("configs")
@@ -231,11 +232,42 @@ def edge_lines() -> list[str]:
                           for m in models)
 
     names = " / ".join(_name(m) for m in models)
-    return [f"* **Edge** (`06_edge`, llama.cpp via xllamacpp on the host's {cores} CPU cores, "
+    speeds = f"generation at 4 threads {gen('Q4_K_M', 4)} tok/s"
+    if top != 4:
+        speeds += f", at {top} threads {gen('Q4_K_M', top)} tok/s"
+    if (runs["file_type"] == "F16").any():
+        speeds += f" (F16 at {top}: {gen('F16', top)})"
+    return [f"* **Edge** (`06_edge`{label}, llama.cpp via xllamacpp on the host's {cores} CPU cores, "
             f"{int(runs['input_len'].iloc[0])} tokens in, {int(runs['output_len'].iloc[0])} out; {names}): "
-            f"Q4_K_M files " + " / ".join(size(m) for m in models) + "; generation at 4 threads "
-            f"{gen('Q4_K_M', 4)} tok/s, at {top} threads {gen('Q4_K_M', top)} tok/s "
-            f"(F16 at {top}: {gen('F16', top)})."]
+            f"Q4_K_M files " + " / ".join(size(m) for m in models) + f"; {speeds}."]
+
+
+def anatomy_lines(nb: str = "03_batch_scaling", by: str = "model") -> list[str]:
+    """The step anatomy: what limits the smallest and the largest batch, per model (03)
+    or precision (02), by the notebooks' written rule (``anatomy_report.limit_of``)."""
+    v = _view(nb)
+    if v is None or v.table("anatomy").empty:
+        return []
+    from .experiments import anatomy_report
+
+    summary, parts, _ = anatomy_report.analyse(v)
+    s = anatomy_report.verdicts(summary)
+    if "limit" not in s or s["limit"].isna().all():
+        return []
+    s = s[s["limit"].notna()]
+    out = []
+    for g in dict.fromkeys(s[by]):
+        rows = s[s[by] == g].sort_values("batch")
+        said = []
+        for _, r in rows.iloc[[0, -1]].drop_duplicates("batch").iterrows():
+            said.append(f"batch {int(r['batch'])} {r['limit']} ({r['measured_step_ms']:.2f} ms a step, the device "
+                        f"idle {100 * r['idle_share']:.0f}% of it, kernels {r['classes_ms'] / r['class_bounds_ms']:.1f}x "
+                        "their own bounds)")
+        out.append(f"{_name(g) if by == 'model' else catalog.precision(g).display}: " + ", ".join(said))
+    ok = int((s["sum_check"] == "ok").sum())
+    return [f"* **Where a decode step's time goes** (`{nb}`'s step anatomy: torch's profiler over "
+            f"{int(v.table('anatomy')['steps'].iloc[0])} decode steps, every kernel classified): " + "; ".join(out)
+            + f". Classes + idle match the measured step within 5% in {ok} of {len(s)} windows."]
 
 
 def energy_lines() -> list[str]:
@@ -291,6 +323,28 @@ def compare_lines() -> list[str]:
     return out
 
 
+# Opt-in layers' evidence (``-f`` files beyond the default study), each folder measured
+# by its own commit and named as such: the default study's folders above are one commit's.
+LAYER_LINES: dict[str, tuple[str, Callable[..., list[str]]]] = {
+    "02_precision_fourbit": ("params/02_precision/fourbit_gpu.yaml", precision_lines),
+    "06_edge_sweep": ("params/06_edge/sweep_gpu.yaml", edge_lines),
+}
+
+
+def _commit(view: RunView) -> str:
+    return (view.environment().get("git_commit") or "")[:7] or "an unrecorded commit"
+
+
+def layer_lines() -> list[str]:
+    out = []
+    for name, (layer, lines) in LAYER_LINES.items():
+        folder = _ref() / name
+        if (folder / "tables").is_dir():
+            v = RunView(folder)
+            out += lines(v, f" with the layer `{layer}`, measured by {_commit(v)} in {_link(folder)}")
+    return out
+
+
 def provenance_line() -> str:
     """Which commits measured the references quoted: one, or say there are several.
     The report measures nothing: its rows are the notebooks' (its own record is of
@@ -304,10 +358,11 @@ def provenance_line() -> str:
     executed = (RunView(_ref() / "00_report").environment().get("git_commit") or "")[:7]
     tail = f" The report (`00_report`, measuring nothing) was executed over them by {executed}." if executed else ""
     if len(set(commits.values())) <= 1:
-        return f"Every folder was measured by commit {next(iter(commits.values()), 'n/a')}.{tail}"
+        return (f"The default study's folders ({', '.join(f'`{nb}`' for nb in commits)}) were all measured by "
+                f"commit {next(iter(commits.values()), 'n/a')} (`tools/h100.sh study`); the folders of opt-in layers "
+                f"(`-f` files) and earlier checks name their own.{tail}")
     return ("**These folders were measured by different commits** (" + ", ".join(f"{nb}: {c}" for nb, c in
-            commits.items()) + "); regenerating all of them from one commit with `tools/h100.sh study` is "
-            "open work." + tail)
+            commits.items()) + "); `tools/h100.sh study` regenerates all of them from one commit." + tail)
 
 
 def results_block() -> str:
@@ -315,8 +370,8 @@ def results_block() -> str:
              "[`outputs/reference/h100/`](outputs/reference/h100/). " + provenance_line() + " Dummy weights on the "
              "real architectures, bf16 unless stated; means with 95% confidence intervals in each folder's tables.",
              ""]
-    for part in (timing_lines, batch_lines, crosscheck_lines, model_lines, precision_lines, serving_lines,
-                 edge_lines, energy_lines, claims_lines, compare_lines):
+    for part in (timing_lines, batch_lines, anatomy_lines, crosscheck_lines, model_lines, precision_lines,
+                 serving_lines, edge_lines, energy_lines, layer_lines, claims_lines, compare_lines):
         lines += part()
     return "\n".join(lines) + "\n"
 
