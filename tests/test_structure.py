@@ -16,7 +16,7 @@ LIB = paths.PACKAGE_DIR
 # Lower ranks may not import higher ones. Parts of one package import each other
 # freely as long as there is no cycle (checked below).
 RANK = {
-    "errors": 0, "paths": 0, "atomic": 0, "stats": 0, "quality": 0,
+    "errors": 0, "paths": 0, "atomic": 0, "stats": 0, "quality": 0, "devices": 0,
     "platform": 1, "catalog": 1, "hardware": 1,
     "analytic": 2, "modeldir": 2, "gguf_files": 2,
     "params": 3, "roofline": 3,

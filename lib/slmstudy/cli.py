@@ -115,14 +115,21 @@ def _measured_on(path: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from . import devices, platform
     from .study_run import StudyRun
 
     if args.measured_on:
         _measured_on(args.measured_on)
     notebooks = _select(args.notebooks, args.file)
     resolved = _check(notebooks, args.profile, args.file)
+    plat = platform.detect()
+    try:
+        spread = devices.parse(args.devices, plat.engine_kind, plat.gpu_count, plat.cpu_count)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     run = StudyRun(resolved, args.profile, args.file, reuse_older=args.reuse_older, jobs=args.jobs,
-                   start_budget_s=args.start_budget, measure=not args.measured_on)
+                   start_budget_s=args.start_budget, measure=not args.measured_on, devices=spread)
     previous = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         run.execute()
@@ -191,6 +198,10 @@ def main(argv: list[str] | None = None) -> int:
                            help="measure nothing: plan and analyse a pool measured on another machine (a "
                                 "lent GPU) as that machine, whose environment.json (or a run folder or pool "
                                 "entry holding one) is named; a job the pool lacks is an error")
+            p.add_argument("--devices", default="auto", metavar="auto|N|IDS",
+                           help="spread independent configurations over this machine's GPUs, one engine "
+                                "per free GPU (auto: every GPU; 1: one at a time; 0,2: those GPUs); on the "
+                                "CPU engine, over cores (auto: one at a time)")
             p.add_argument("--start-budget", type=float, default=None, metavar="SECONDS",
                            help="start no new measurement after this many seconds; the notebooks wait for a "
                                 "later run to finish the plan (for machines lent by the call)")

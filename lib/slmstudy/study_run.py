@@ -47,7 +47,8 @@ class NotebookResult:
 
 class StudyRun:
     def __init__(self, resolved: dict[str, Resolved], profile: str, files: list[str], reuse_older: bool = False,
-                 jobs: int = 0, start_budget_s: float | None = None, measure: bool = True):
+                 jobs: int = 0, start_budget_s: float | None = None, measure: bool = True,
+                 devices: tuple[int, ...] | None = None):
         self.resolved = resolved
         self.profile = profile
         self.files = files
@@ -61,6 +62,7 @@ class StudyRun:
         self.stamp = time.strftime("%Y%m%d-%H%M%S")
         self.start_budget_s = start_budget_s
         self.measure = measure  # False: analyse a pool measured elsewhere (--measured-on)
+        self.devices = devices  # several: independent jobs at once, one per free device (measure.slots)
         self.unfinished: list[str] = []  # jobs the budget left for the next run
 
     # -------------------------------------------------------------- execute
@@ -73,7 +75,7 @@ class StudyRun:
             t0 = time.monotonic()
             try:
                 self.outcomes = executor.execute(jobs, self.pool, self.reuse_older, start_budget_s=self.start_budget_s,
-                                                 measure=self.measure)
+                                                 measure=self.measure, devices=self.devices)
             except executor.OutOfTime as stop:
                 self.outcomes, self.unfinished = stop.done, stop.left
                 self.plan_seconds = time.monotonic() - t0

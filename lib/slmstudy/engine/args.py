@@ -64,10 +64,21 @@ def engine_env(precision_key: str, engine: EngineOptions | None = None) -> dict[
     kind = detect().engine_kind
     support = catalog.precision(precision_key).engines.get(kind)
     env = dict(support.env) if support else {}
-    if engine is not None and engine.tensor_parallel_size > 1:
-        env.update(NO_MULTICAST if kind == "cuda" else {"VLLM_CPU_OMP_THREADS_BIND": cpu_binding(
-            engine.tensor_parallel_size)})
+    ranks = engine.tensor_parallel_size if engine is not None else 1
+    if kind == "cuda" and ranks > 1:
+        env.update(NO_MULTICAST)
+    elif kind == "cpu" and (ranks > 1 or _narrowed()):
+        # several ranks, or a slot of the host's cores (measure.slots): bind to the
+        # cores this process may use, not to the NUMA node vLLM would pick
+        env["VLLM_CPU_OMP_THREADS_BIND"] = cpu_binding(ranks)
     return env
+
+
+def _narrowed() -> bool:
+    """Whether this process may use fewer cores than the machine has (a slot's affinity)."""
+    import os
+
+    return len(os.sched_getaffinity(0)) < (os.cpu_count() or 1)
 
 
 def cpu_binding(ranks: int, cores: list[int] | None = None) -> str:

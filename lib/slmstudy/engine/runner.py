@@ -28,7 +28,7 @@ from .spec import EngineJob
 
 # GPU memory counts as returned when within this much of the level before the run
 # (the driver keeps a little per-context bookkeeping for a moment after exit).
-MEM_TOLERANCE_MIB = 512
+MEM_TOLERANCE_MIB = 512  # per GPU
 MEM_RETURN_WAIT_S = 60
 RAW_FILES = ("events.jsonl", "telemetry.jsonl", "telemetry.stderr", "engine.log", "spec.json", "running.json")
 
@@ -57,26 +57,31 @@ class RunResult:
         return asdict(self)
 
 
-def gpu_memory_reader(gpu_index: int) -> Callable[[], float] | None:
+def gpu_memory_reader(gpu_index: int, count: int = 1) -> Callable[[], float] | None:
+    """The memory used on the job's GPUs ``gpu_index`` to ``gpu_index + count - 1``
+    (a tensor-parallel engine's), summed; None without NVML."""
     if os.environ.get("SLMSTUDY_FORCE_CPU") == "1":
         return None
     try:
         from ..telemetry.nvml_reader import NvmlReader
 
-        return NvmlReader(gpu_index).memory_used_mib
+        readers = [NvmlReader(gpu_index + i) for i in range(count)]
     except Exception:
         return None
+    return lambda: sum(r.memory_used_mib() for r in readers)
 
 
-def wait_memory_returned(mem_used: Callable[[], float] | None, baseline: float | None) -> tuple[float | None, bool | None]:
+def wait_memory_returned(mem_used: Callable[[], float] | None, baseline: float | None, gpus: int = 1
+                         ) -> tuple[float | None, bool | None]:
     """Memory is freed by the driver shortly after the process exits: wait for it."""
     if mem_used is None or baseline is None:
         return baseline, None
     deadline = time.monotonic() + MEM_RETURN_WAIT_S
+    tolerance = MEM_TOLERANCE_MIB * gpus
     while True:
         after = mem_used()
-        if after <= baseline + MEM_TOLERANCE_MIB or time.monotonic() > deadline:
-            return after, after <= baseline + MEM_TOLERANCE_MIB
+        if after <= baseline + tolerance or time.monotonic() > deadline:
+            return after, after <= baseline + tolerance
         time.sleep(0.5)
 
 
@@ -149,7 +154,7 @@ def run_engine_job(job: EngineJob, out: Path, cache_root: Path, standby: procs.G
     clean(out)
     job.save(out / "spec.json")
     cache_state = caches.prepare(cache_root, cold=job.start == "cold")
-    mem_used = gpu_memory_reader(job.engine.telemetry.gpu_index)
+    mem_used = gpu_memory_reader(job.engine.telemetry.gpu_index, job.engine.engine.tensor_parallel_size)
     baseline = mem_used() if mem_used else None
     start_timeout = job.engine.engine.start_timeout_s
 
@@ -167,7 +172,7 @@ def run_engine_job(job: EngineJob, out: Path, cache_root: Path, standby: procs.G
                                go=json.dumps([str(out / "spec.json"), str(out)]).encode() + b"\n")
     finally:
         (out / "running.json").unlink(missing_ok=True)
-    after, returned = wait_memory_returned(mem_used, baseline)
+    after, returned = wait_memory_returned(mem_used, baseline, job.engine.engine.tensor_parallel_size)
     records = journal_mod.read(out / "events.jsonl")
     fatal = next((r["error"] for r in reversed(records) if r["type"] == "fatal"), None)
     log = (out / "engine.log").read_text(errors="replace") if (out / "engine.log").exists() else ""

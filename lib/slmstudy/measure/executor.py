@@ -12,14 +12,15 @@ import contextlib
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from ..atomic import write_text
+from ..atomic import write_json, write_text
+from ..devices import slot_env, slot_label
 from ..edge.runner import run_edge_job
 from ..edge.spec import EdgeJob, GgufFileJob
 from ..engine import bench_latency, procs
@@ -33,6 +34,7 @@ from ..results.environment import capture, identity, identity_label
 from ..results.pool import Entry, Pool
 from ..serving import server, session, tokenizer
 from ..serving.spec import ServeJob
+from . import slots
 
 Progress = Callable[[str], None]
 
@@ -127,6 +129,10 @@ class OutOfTime(SlmstudyError):
                          "run the same command again to resume")
 
 
+class TooFewDevices(SlmstudyError):
+    """A job needs more devices than the study was given (``--devices``)."""
+
+
 class NotMeasured(SlmstudyError):
     """Asked to measure nothing (``--measured-on``), and the pool lacks jobs of the plan."""
 
@@ -169,8 +175,8 @@ class Standbys:
 
 
 def execute(jobs: list[Job], pool: Pool, reuse_older: bool = False, progress: Progress = print,
-            start_budget_s: float | None = None, measure: bool = True, prefetch: bool | None = None
-            ) -> list[Outcome]:
+            start_budget_s: float | None = None, measure: bool = True, prefetch: bool | None = None,
+            devices: Sequence[int] | None = None) -> list[Outcome]:
     """Run every job of ``jobs`` (a plan) that the pool does not hold complete;
     with ``measure`` False, refuse (naming them all) before anything runs.
 
@@ -179,7 +185,11 @@ def execute(jobs: list[Job], pool: Pool, reuse_older: bool = False, progress: Pr
     measures it again.
 
     ``prefetch`` (default: on a CUDA machine) starts the next engine job's worker
-    beside the current job (``Standbys``)."""
+    beside the current job (``Standbys``). ``devices`` (GPU indices, or CPU cores on
+    the CPU engine), when more than one: independent jobs run at once, each in a slot
+    of its own (``measure.slots``)."""
+    if devices is not None and len(devices) > 1 and measure:
+        return _execute_slots(jobs, pool, reuse_older, progress, start_budget_s, tuple(devices))
     standbys = Standbys(pool, detect().engine_kind == "cuda" if prefetch is None else prefetch)
     try:
         return _execute(jobs, pool, reuse_older, progress, start_budget_s, measure, standbys)
@@ -235,8 +245,8 @@ def _execute(jobs: list[Job], pool: Pool, reuse_older: bool, progress: Progress,
             try:
                 write_text(entry.dir / "spec.json", dump(job) + "\n")  # what was asked, for every kind
                 env = env or capture()  # once per plan: it probes torch in a subprocess
-                status = pool.record(entry, job, result, tables, ident, timing.of_job(job.kind, entry.dir, result),
-                                     env)
+                split = {**timing.of_job(job.kind, entry.dir, result), "slot": slot_label()}
+                status = pool.record(entry, job, result, tables, ident, split, env)
             except OSError as exc:
                 raise NoSpace(f"cannot record {job.key}: {exc.strerror or exc} ({exc.filename or entry.dir}); "
                               "nothing of it counts as done, the next run measures it again") from None
@@ -259,3 +269,117 @@ def timing_table(outcomes: list[Outcome]) -> pd.DataFrame:
     """One row per job of a plan run: how long it took (skipped jobs: when first measured)."""
     return pd.DataFrame([{**o.timing, "reused": o.status == "skipped"} for o in outcomes])
 
+
+
+# ----------------------------------------------------------------- several devices
+@dataclass
+class _Slot:
+    unit: slots.Unit
+    devices: tuple[int, ...]
+    group: procs.Group
+    outcomes: Path
+
+
+def _execute_slots(jobs: list[Job], pool: Pool, reuse_older: bool, progress: Progress,
+                   start_budget_s: float | None, devices: tuple[int, ...]) -> list[Outcome]:
+    """The plan's units (``slots.units``) at once where ``slots.startable`` allows,
+    each in a slot runner process (``measure.slot_runner``) holding its devices: on a
+    GPU host, the GPUs it may see; on the CPU engine, cores. The runner records its
+    jobs in the pool as a serial study does; a runner that dies is recorded as the
+    failure of each of its jobs it left without a status."""
+    kind = detect().engine_kind
+    label = identity_label(identity())
+    done: dict[str, Outcome] = {}
+    waiting = []
+    for unit in slots.units(jobs):
+        found = [pool.find(j, label, reuse_older) for j in unit.jobs]
+        for job, f in zip(unit.jobs, found):
+            if f.entry is not None:
+                progress(f"{job.key}: measured before ({f.entry.identity}), reused")
+                done[job.key] = _outcome(job, f.entry, "skipped", f.reasons)
+        if any(f.entry is None for f in found):
+            waiting.append(unit)
+    too_big = [u for u in waiting if u.devices > len(devices)]
+    if too_big:
+        raise TooFewDevices(f"{len(devices)} device(s) given ({', '.join(map(str, devices))}); "
+                            + "; ".join(f"{u.name} needs {u.devices} (tensor_parallel_size)" for u in too_big)
+                            + ": give it more with --devices, or run one job at a time (--devices 1)")
+    if waiting:
+        check_free_space(pool.root, sum(len(u.jobs) for u in waiting))
+    run_dir = pool.root / ".slots"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    running: list[_Slot] = []
+    free = list(devices)
+    progress(f"=== {len(waiting)} unit(s) over {len(devices)} {'GPUs' if kind == 'cuda' else 'cores'} "
+             f"({', '.join(map(str, devices))}) ===")
+    try:
+        while waiting or running:
+            if start_budget_s is None or time.monotonic() - started <= start_budget_s:
+                for unit, devs in slots.startable(waiting, [r.unit for r in running], free):
+                    waiting.remove(unit)
+                    free = [d for d in free if d not in devs]
+                    running.append(_start_unit(unit, devs, kind, pool, reuse_older, run_dir))
+                    progress(f"[{_where(kind, devs)}] {unit.name}: running ...")
+            elif not running:
+                break
+            for r in [r for r in running if r.group.proc.poll() is not None]:
+                running.remove(r)
+                r.group.reap()
+                free = sorted([*free, *r.devices])
+                for o in _unit_outcomes(r, pool):
+                    done[o.key] = o
+                    o.timing["slot"] = o.timing.get("slot") or f"{kind}:{','.join(map(str, r.devices))}"
+                    tail = f"ok in {o.seconds:.0f} s" if o.status == "ok" else f"FAILED: {o.root_cause}"
+                    progress(f"[{_where(kind, r.devices)}] {o.key}: {tail}")
+            time.sleep(0.2)
+    finally:
+        for r in running:  # interrupted: no runner outlives the study
+            r.group.reap(grace_s=5)
+    outcomes = [done[j.key] for j in jobs if j.key in done]
+    if waiting:
+        raise OutOfTime(outcomes, [j.key for u in waiting for j in u.jobs if j.key not in done])
+    return outcomes
+
+
+def _where(kind: str, devs: tuple[int, ...]) -> str:
+    return "host" if not devs else ("GPU " if kind == "cuda" else "core ") + ",".join(map(str, devs))
+
+
+def _start_unit(unit: slots.Unit, devs: tuple[int, ...], kind: str, pool: Pool, reuse_older: bool,
+                run_dir: Path) -> _Slot:
+    stem = run_dir / f"{unit.index:03d}-{unit.jobs[0].key}"
+    outcomes = stem.with_suffix(".outcomes.json")
+    outcomes.unlink(missing_ok=True)
+    spec = {"jobs": [j.model_dump(mode="json") for j in unit.jobs], "pool": str(pool.root),
+            "reuse_older": reuse_older, "outcomes": str(outcomes),
+            "cores": list(devs) if kind == "cpu" and devs else None}
+    write_json(stem.with_suffix(".unit.json"), spec)
+    env = slot_env(kind, devs) if devs else {}
+    group = procs.start_group([sys.executable, "-m", "slmstudy.measure.slot_runner", str(stem.with_suffix(".unit.json"))],
+                              stem.with_suffix(".log"), env)
+    return _Slot(unit, devs, group, outcomes)
+
+
+def _unit_outcomes(r: _Slot, pool: Pool) -> list[Outcome]:
+    """What the runner recorded; for a runner that died first, each job it left
+    without a status fails with the runner's end as its cause."""
+    got = {}
+    if r.outcomes.exists():
+        import json
+
+        for d in json.loads(r.outcomes.read_text()):
+            got[d["key"]] = Outcome(**{**d, "entry": Path(d["entry"])})
+    out = []
+    for job in r.unit.jobs:
+        if job.key in got:
+            out.append(got[job.key])
+            continue
+        entry = pool.entry(job)
+        cause = (f"slot runner {procs.describe_exit(r.group.proc.returncode)} before recording {job.key} "
+                 f"(its log: {r.group.proc.args[-1].replace('.unit.json', '.log')})")
+        if entry.status is not None and entry.status.get("status") in ("ok", "failed"):
+            out.append(_outcome(job, entry, entry.status["status"], []))
+        else:
+            out.append(Outcome(job.key, job.kind, "failed", cause, 0.0, entry.dir))
+    return out

@@ -69,4 +69,5 @@ def row(job_key: str, kind: str, labels: dict[str, Any], status: str, timing: di
     out = {"job": job_key, "kind": kind, "model": labels.get("model"), "precision": labels.get("precision"),
            "status": status}
     out.update({c: timing.get(c) for c in COLUMNS if c.endswith("_s")})
+    out["slot"] = timing.get("slot")  # the devices it ran on when the study used several at once
     return out

@@ -35,7 +35,12 @@ class NvmlReader:
     """Reads one GPU. Create in the process that samples (NVML handles are per process)."""
 
     def __init__(self, gpu_index: int = 0):
+        """``gpu_index``: among the GPUs this process was given (``devices.nvml_index``);
+        ``self.gpu_index`` is NVML's own index of it."""
+        from ..devices import nvml_index
+
         pynvml.nvmlInit()
+        gpu_index = nvml_index(gpu_index)
         self.handle = pynvml.nvmlDeviceGetHandleByIndex(gpu_index)
         self.gpu_index = gpu_index
         self.gpm = self._gpm_supported()
