@@ -34,6 +34,9 @@ KNOWN = {
     # vLLM 0.26's GPU model runner on the H100 (names from the 8087ffd sitting's traces)
     "nvjet_sm90_tst_64x8_64x16_4x1_v_bz_splitK_TNT": "gemm",
     "_temperature_kernel": "sampling",
+    "kernel_unified_attention_3d": "attention",  # fp32: vLLM's Triton attention, split in segments
+    "reduce_segments": "attention",               # ... and the segments' reduction
+    "_gather_block_tables_kernel": "other",       # input preparation: no class of its own
     "_gumbel_sample_kernel": "sampling",
     "void cutlass::device_kernel<flash::FlashAttnFwdCombine<cute::tuple<cute::C<8>>>>": "attention",
     "triton_red_fused_fused_add_rms_norm_2": "elementwise",

@@ -42,7 +42,7 @@ def _rx(*parts: str) -> re.Pattern[str]:
 _MEMCPY = _rx(r"^memcpy", r"^memset", r"memcpy[ _]", r"copy_kernel", r"^aten::copy_$", r"^aten::_to_copy$",
               r"^aten::to$", r"^aten::index_copy", r"^aten::fill_$", r"^aten::zero_$")
 _ATTENTION = _rx(r"flash", r"attn", r"attention", r"fmha", r"paged", r"reshape_and_cache", r"kv_cache",
-                 r"batchdecode", r"batchprefill", r"unified_kv")
+                 r"batchdecode", r"batchprefill", r"unified_kv", r"^reduce_segments$")
 _SAMPLING = _rx(r"argmax", r"softmax", r"topk", r"top_k", r"top_p", r"sort", r"sampl", r"multinomial",
                 r"exponential", r"gumbel", r"penalt", r"logit", r"bitonic", r"radix", r"cumsum", r"greedy",
                 r"distribution", r"philox", r"uniform", r"_temperature_kernel")
