@@ -150,7 +150,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from .experiments import compare
 
-    result = compare.compare_folders(Path(args.run_a), Path(args.run_b))
+    result = compare.compare_folders(Path(args.run_a), Path(args.run_b), args.vary)
     print(compare.render_text(result))
     if args.out:
         compare.write(result, Path(args.out))
@@ -213,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("run_a")
     c.add_argument("run_b")
     c.add_argument("--out", help="folder to write the comparison tables into")
+    c.add_argument("--vary", action="append", default=[], metavar="KEY",
+                   help="a parameter the comparison is an experiment on (may differ; repeatable), "
+                        "e.g. engine.tensor_parallel_size")
     c.set_defaults(fn=cmd_compare)
     args = ap.parse_args(argv)
     try:

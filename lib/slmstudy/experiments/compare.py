@@ -20,6 +20,8 @@ predicts from the two machines' probed bandwidth and matmul peak, and its error.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +76,10 @@ class Params(StudyParams):
 
     a: str = Field(min_length=1, max_length=500)
     b: str = Field(min_length=1, max_length=500)
+    # Parameter keys (dotted, as a run's params.yaml nests them) the comparison is an
+    # experiment on: they may differ, and the rows then say faster / slower / same for
+    # B's value against A's, e.g. [engine.tensor_parallel_size] for TP=2 against TP=1.
+    vary: list[str] = Field(default_factory=list, max_length=10)
 
 
 def jobs(p: Params) -> list[Job]:
@@ -95,6 +101,7 @@ class Comparison:
     # which code measured each side ("unknown" where not recorded): a path names a
     # folder as it is now, the commits say which measurement it held then
     commits: tuple[str, str] = ("unknown", "unknown")
+    varied: list[str] = field(default_factory=list)  # the ``vary`` keys that differ: the experiment
 
     @property
     def comparable(self) -> bool:
@@ -143,17 +150,35 @@ def missing_configurations(notebook: str, view: RunView) -> list[str]:
     return out
 
 
-def differing_params(a: RunView, b: RunView) -> list[str]:
-    """Keys of the two runs' parameters that differ and shape what is measured."""
-    fa = pd.json_normalize((a.params_file() or {}).get("params", {}), sep=".").iloc[0].to_dict()
-    fb = pd.json_normalize((b.params_file() or {}).get("params", {}), sep=".").iloc[0].to_dict()
+def _flat(view: RunView) -> dict[str, Any]:
+    return pd.json_normalize((view.params_file() or {}).get("params", {}), sep=".").iloc[0].to_dict()
+
+
+def differing_params(a: RunView, b: RunView, vary: Sequence[str] = ()) -> list[str]:
+    """Keys of the two runs' parameters that differ and shape what is measured
+    (``vary``: keys the comparison is an experiment on, left out here)."""
+    fa, fb = _flat(a), _flat(b)
     out = []
     for key in sorted(set(fa) | set(fb)):
-        if any(key == ig or key.startswith(ig + ".") for ig in IGNORED_PARAMS):
+        if any(key == ig or key.startswith(ig + ".") for ig in (*IGNORED_PARAMS, *vary)):
             continue
         if fa.get(key) != fb.get(key):
             out.append(f"{key} ({fa.get(key)!r} vs {fb.get(key)!r})")
     return out
+
+
+def varied_params(a: RunView, b: RunView, vary: Sequence[str]) -> list[str]:
+    """The ``vary`` keys, with both runs' values; CompareError for a key neither run has."""
+    fa, fb = _flat(a), _flat(b)
+    unknown = [k for k in vary if k not in fa and k not in fb]
+    if unknown:
+        raise CompareError(f"vary: {', '.join(unknown)} is not a parameter of these runs; allowed: "
+                           f"{', '.join(k for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)) or 'none differ'}")
+    return [f"{k} ({fa.get(k)!r} vs {fb.get(k)!r})" for k in vary if fa.get(k) != fb.get(k)]
+
+
+def _ranks(view: RunView) -> int:
+    return int(_flat(view).get("engine.tensor_parallel_size") or 1)
 
 
 def device(view: RunView) -> str:
@@ -249,19 +274,30 @@ def _rows(ta: pd.DataFrame, tb: pd.DataFrame, keys: list[str], metrics: dict[str
     return out
 
 
-def compare_views(nb: str, a: RunView, b: RunView) -> Comparison:
-    differing = differing_params(a, b)
+def compare_views(nb: str, a: RunView, b: RunView, vary: Sequence[str] = ()) -> Comparison:
+    differing = differing_params(a, b, vary)
+    varied = varied_params(a, b, vary)
     hw = (device(a), device(b))
     why = "; ".join(([f"hardware ({hw[0]} vs {hw[1]})"] if hw[0] != hw[1] else []) + differing)
     comparable = not why
     spreads = [s for s in (process_spread(a), process_spread(b)) if s is not None]
     spread = max(spreads) if spreads else None
+    notes = []
+    run_metrics, level_metrics = RUN_METRICS, LEVEL_METRICS
+    if max(_ranks(a), _ranks(b)) > 1:
+        # The sampler reads one GPU (telemetry.gpu_index): a tensor-parallel engine's
+        # energy and activity would be one GPU's share, not the engine's.
+        run_metrics = {k: v for k, v in RUN_METRICS.items() if k in ("output_tok_s", "req_per_min", "ttft_mean_s",
+                                                                     "tpot_mean_s")}
+        level_metrics = {k: v for k, v in LEVEL_METRICS.items() if k != "j_per_output_token"}
+        notes.append("a tensor-parallel engine's energy and GPM activity are left out: the telemetry reads one "
+                     "GPU of the several it spans; weights, KV cache and peak memory are per GPU (rank 0's)")
     rows: list[dict[str, Any]] = []
     if nb == "04_serving":
-        rows += _rows(a.table("levels"), b.table("levels"), ["model", "precision", "mode", "level"], LEVEL_METRICS,
+        rows += _rows(a.table("levels"), b.table("levels"), ["model", "precision", "mode", "level"], level_metrics,
                       comparable, why, None)
     else:
-        rows += _rows(a.table("runs"), b.table("runs"), ["model", "precision", "point"], RUN_METRICS, comparable,
+        rows += _rows(a.table("runs"), b.table("runs"), ["model", "precision", "point"], run_metrics, comparable,
                       why, spread)
     ca, cb = a.table("configs"), b.table("configs")
     if not ca.empty and "start" in ca and "start" in cb:
@@ -270,10 +306,11 @@ def compare_views(nb: str, a: RunView, b: RunView) -> Comparison:
     df = pd.DataFrame(rows)
     if not df.empty and hw[0] != hw[1]:
         df = _with_prediction(df, a, b)
-    notes = [] if spread is None else [f"run-to-run spread of fresh processes (batch-1 speed, cross-check rounds): "
-                                       f"{100 * spread:.1f}% relative SD, added to the batch-1 throughput rows"]
+    if spread is not None:
+        notes.append(f"run-to-run spread of fresh processes (batch-1 speed, cross-check rounds): "
+                     f"{100 * spread:.1f}% relative SD, added to the batch-1 throughput rows")
     commits = tuple((v.environment().get("git_commit") or "unknown")[:12] for v in (a, b))
-    return Comparison(nb, a.dir, b.dir, differing, hw, df, notes, commits)
+    return Comparison(nb, a.dir, b.dir, differing, hw, df, notes, commits, varied)
 
 
 def _with_prediction(df: pd.DataFrame, a: RunView, b: RunView) -> pd.DataFrame:
@@ -298,13 +335,14 @@ def _with_prediction(df: pd.DataFrame, a: RunView, b: RunView) -> pd.DataFrame:
     return df.assign(prediction_error_pct=100 * (df["ratio_b_over_a"] / df["predicted_ratio"] - 1))
 
 
-def compare_folders(a: str | Path, b: str | Path) -> Comparison:
-    """Both folders checked (one clear error each), then compared."""
+def compare_folders(a: str | Path, b: str | Path, vary: Sequence[str] = ()) -> Comparison:
+    """Both folders checked (one clear error each), then compared (``vary``: the
+    parameter keys the comparison is an experiment on)."""
     nba, va = check_folder(_resolve(a))
     nbb, vb = check_folder(_resolve(b))
     if nba != nbb:
         raise CompareError(f"{show(va.dir)} is a run of {nba} and {show(vb.dir)} of {nbb}: compare runs of one notebook")
-    return compare_views(nba, va, vb)
+    return compare_views(nba, va, vb, vary)
 
 
 # ---------------------------------------------------------------- outputs
@@ -313,6 +351,7 @@ def summary(c: Comparison) -> pd.DataFrame:
     return pd.DataFrame([{"notebook": c.notebook, "A": show(c.a), "B": show(c.b), "device A": c.hardware[0],
                           "device B": c.hardware[1], "comparable": c.comparable,
                           "differing parameters": "; ".join(c.differing) or "none",
+                          "varied (the experiment)": "; ".join(c.varied) or "none",
                           **{f"rows {k}": int(v) for k, v in counts.items()}}])
 
 
@@ -327,7 +366,8 @@ def sentence(c: Comparison) -> str:
                 f"{n} rows are shown side by side with their ratios.")
     same = int(counts.get("same", 0))
     rest = ", ".join(f"{int(v)} {k}" for k, v in counts.items() if k != "same")
-    return f"{same} of {n} rows are the same within the measured spread" + (f"; {rest}." if rest else ".")
+    head = f"An experiment on {'; '.join(c.varied)} (B against A): " if c.varied else ""
+    return head + f"{same} of {n} rows are the same within the measured spread" + (f"; {rest}." if rest else ".")
 
 
 def render_text(c: Comparison) -> str:
@@ -347,24 +387,28 @@ def write(c: Comparison, folder: Path) -> None:
     write_table(c.rows, folder / "comparison")
     write_json(folder / "comparison.json", {"notebook": c.notebook, "a": show(c.a), "b": show(c.b),
                                             "commits": list(c.commits), "hardware": list(c.hardware), "differing": c.differing,
+                                            "varied": c.varied,
                                             "sentence": sentence(c), "notes": c.notes,
                                             "counts": {k: int(v) for k, v in c.counts().items()}})
 
 
 def folder_of(spec: str, profile: str) -> Path:
-    """A folder named in the parameters: a path, or ``run:<notebook>``."""
+    """A folder named in the parameters: a path, or ``run:<notebook>`` (the folder that
+    notebook's parameters map to with this profile), with layers after ``+``:
+    ``run:03_batch_scaling+params/03_batch_scaling/tp2_gpu.yaml``."""
     if spec.startswith("run:"):
         from ..results.run_folder import folder_for
         from .registry import resolve
 
-        return folder_for(resolve(spec[4:], profile))
+        nb, *layers = spec[4:].split("+")
+        return folder_for(resolve(nb, profile, [str(_resolve(f)) for f in layers] or None))
     return _resolve(spec)
 
 
 def comparison(study: Study[Params]) -> Comparison:
     """The notebook's comparison of its ``a`` and ``b`` folders."""
     profile = study.resolved.profile
-    return compare_folders(folder_of(study.params.a, profile), folder_of(study.params.b, profile))
+    return compare_folders(folder_of(study.params.a, profile), folder_of(study.params.b, profile), study.params.vary)
 
 
 @styled
