@@ -85,7 +85,8 @@ def run(job: BenchLatencyJob, out: Path, cache_root: Path, tokenizer: str | None
     cmd = command(job, job_json, tokenizer)
     cache_state = caches.prepare(cache_root, cold=False)
     # Rooted at this process: the tree then holds bench latency and its engine core.
-    sampler = Sampler.from_options(job.engine.telemetry, out / "telemetry.jsonl", root_pid=os.getpid())
+    sampler = Sampler.from_options(job.engine.telemetry, out / "telemetry.jsonl", root_pid=os.getpid(),
+                                   gpus=job.engine.engine.tensor_parallel_size)
     started = time.time()
     idle = None
     if sampler is not None:

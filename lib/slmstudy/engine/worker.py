@@ -314,7 +314,8 @@ async def run(job: EngineJob, out: Path, journal: Journal, imported_s: float | N
     journal.write("config", key=job.key, source=source.description, weights=source.weights,
                   engine_kwargs=kwargs, engine_env=env, pid=os.getpid())
 
-    sampler = Sampler.from_options(spec.telemetry, out / "telemetry.jsonl", root_pid=os.getpid())
+    sampler = Sampler.from_options(spec.telemetry, out / "telemetry.jsonl", root_pid=os.getpid(),
+                                   gpus=spec.engine.tensor_parallel_size)
     if sampler is not None:
         journal.write("telemetry", **sampler.start())
         if idle := sampler.idle_baseline(spec.telemetry.idle_baseline_s):

@@ -181,6 +181,14 @@ def _ranks(view: RunView) -> int:
     return int(_flat(view).get("engine.tensor_parallel_size") or 1)
 
 
+def _reads_every_gpu(view: RunView) -> bool:
+    """Whether each engine's trace read all the GPUs it spans (``telemetry_gpus``)."""
+    cfg = view.table("configs")
+    if cfg.empty or "telemetry_gpus" not in cfg or cfg["telemetry_gpus"].isna().any():
+        return _ranks(view) == 1
+    return bool((cfg["telemetry_gpus"] >= _ranks(view)).all())
+
+
 def device(view: RunView) -> str:
     env = view.environment()
     return env.get("gpu_name") or f"CPU {env.get('cpu_model')}"
@@ -284,14 +292,14 @@ def compare_views(nb: str, a: RunView, b: RunView, vary: Sequence[str] = ()) -> 
     spread = max(spreads) if spreads else None
     notes = []
     run_metrics, level_metrics = RUN_METRICS, LEVEL_METRICS
-    if max(_ranks(a), _ranks(b)) > 1:
-        # The sampler reads one GPU (telemetry.gpu_index): a tensor-parallel engine's
-        # energy and activity would be one GPU's share, not the engine's.
+    if not (_reads_every_gpu(a) and _reads_every_gpu(b)):
+        # A trace of one GPU (or of the CPU) of a tensor-parallel engine: its energy and
+        # activity would be one GPU's share, not the engine's.
         run_metrics = {k: v for k, v in RUN_METRICS.items() if k in ("output_tok_s", "req_per_min", "ttft_mean_s",
                                                                      "tpot_mean_s")}
         level_metrics = {k: v for k, v in LEVEL_METRICS.items() if k != "j_per_output_token"}
-        notes.append("a tensor-parallel engine's energy and GPM activity are left out: the telemetry reads one "
-                     "GPU of the several it spans; weights, KV cache and peak memory are per GPU (rank 0's)")
+        notes.append("a tensor-parallel engine's energy and GPM activity are left out: its telemetry did not read "
+                     "every GPU it spans; weights, KV cache and peak memory are per GPU (rank 0's)")
     rows: list[dict[str, Any]] = []
     if nb == "04_serving":
         rows += _rows(a.table("levels"), b.table("levels"), ["model", "precision", "mode", "level"], level_metrics,

@@ -39,6 +39,10 @@ COLUMNS: dict[str, Column] = {
     # speed
     "output_tok_s": Column("output tokens/s", "tok/s", "all output tokens of the batch over its wall time", (R, L, X)),
     "req_per_min": Column("requests/min", "req/min", "requests of the batch per minute of its wall time", (R,)),
+    "slot": Column("slot", "", "the devices a job ran on when the study spread its jobs over several "
+                   "(run --devices): cuda:0,1 or cpu:1; empty when jobs ran one at a time", (T,)),
+    "telemetry_gpus": Column("GPUs traced", "", "how many GPUs the engine's trace read as one (all of a "
+                             "tensor-parallel engine's: power, energy and memory summed, activities averaged)", (C,)),
     "wall_s": Column("wall time", "s", "submit of the first request to the last token (runs); a job's whole span "
                      "(timing)", (R, T)),
     "ttft_mean_s": Column("time to first token, mean", "s", "mean over the batch's requests", (R, L, X)),

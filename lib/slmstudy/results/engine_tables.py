@@ -141,6 +141,8 @@ def config_row(job: EngineJob, records: list[dict[str, Any]], tel: pd.DataFrame,
         "telemetry_backend": tele.get("backend"),
         "telemetry_note": tele.get("fallback_reason"),
         "gpu_name": tele.get("gpu_name"),
+        # how many GPUs the trace read as one engine (a tensor-parallel engine's all)
+        "telemetry_gpus": tele.get("gpus", 1) if tele.get("backend") == "nvml" else None,
         "cpu_model": tele.get("cpu_model"),
         # start-up
         "engine_start_s": engine.get("start_s"),

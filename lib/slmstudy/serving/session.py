@@ -138,7 +138,8 @@ def measure(server: VllmServer, job: ServeJob, out: Path) -> None:
         if load.server_metrics:
             http, edge = _edge_reader(server, journal)
         sampler = Sampler.from_options(spec.telemetry, out / "telemetry.jsonl", root_pid=server.pid or 0,
-                                       metrics_url=f"{server.base_url}/metrics" if load.server_metrics else None)
+                                       metrics_url=f"{server.base_url}/metrics" if load.server_metrics else None,
+                                       gpus=spec.engine.tensor_parallel_size)
         journal.write("telemetry", **(sampler.start() if sampler else {"backend": "none",
                                                                          "fallback_reason": "disabled"}))
         if sampler and (idle := sampler.idle_baseline(spec.telemetry.idle_baseline_s)):

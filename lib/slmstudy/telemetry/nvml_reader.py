@@ -152,3 +152,28 @@ class NvmlReader:
                 except pynvml.NVMLError:
                     pass
         pynvml.nvmlShutdown()
+
+
+class MultiNvmlReader:
+    """Reads the ``count`` GPUs from ``gpu_index`` on (a tensor-parallel engine's) as one:
+    each tick's samples combined by ``gpus.combine``."""
+
+    def __init__(self, gpu_index: int = 0, count: int = 1):
+        self.readers = [NvmlReader(gpu_index + i) for i in range(count)]
+
+    def device_info(self) -> dict[str, Any]:
+        info = self.readers[0].device_info()
+        info.update(gpus=len(self.readers), gpu_indices=[r.gpu_index for r in self.readers])
+        return info
+
+    def memory_used_mib(self) -> float:
+        return sum(r.memory_used_mib() for r in self.readers)
+
+    def sample(self, pids: set[int] | None = None) -> dict[str, Any]:
+        from .gpus import combine
+
+        return combine([r.sample(pids) for r in self.readers])
+
+    def close(self) -> None:
+        for r in self.readers:
+            r.close()

@@ -29,13 +29,15 @@ from ..params import DEFAULT_INTERVAL_MS, TelemetryOptions
 from .cpu_reader import CpuReader
 
 
-def _open_reader(gpu_index: int, root_pid: int) -> tuple[Any, str, str | None]:
-    """The GPU reader with the host's CPU added to each sample, or the CPU reader alone."""
+def _open_reader(gpu_index: int, root_pid: int, gpus: int = 1) -> tuple[Any, str, str | None]:
+    """The GPU reader (of ``gpus`` GPUs from ``gpu_index`` on, read as one) with the
+    host's CPU added to each sample, or the CPU reader alone."""
     if os.environ.get("SLMSTUDY_FORCE_CPU") != "1":
         try:
-            from .nvml_reader import NvmlReader
+            from .nvml_reader import MultiNvmlReader, NvmlReader
 
-            return WithHost(NvmlReader(gpu_index), CpuReader(root_pid)), "nvml", None
+            gpu = NvmlReader(gpu_index) if gpus == 1 else MultiNvmlReader(gpu_index, gpus)
+            return WithHost(gpu, CpuReader(root_pid)), "nvml", None
         except Exception as exc:  # no driver / library / device: CPU fallback
             reason = f"NVML unavailable ({type(exc).__name__}: {exc})"
     else:
@@ -65,7 +67,7 @@ class WithHost:
 
 
 def _run(out: Path, interval_s: float, gpu_index: int, root_pid: int, metrics_url: str | None = None,
-         metrics_out: Path | None = None) -> int:
+         metrics_out: Path | None = None, gpus: int = 1) -> int:
     stop = False
 
     def _stop(*_: Any) -> None:
@@ -75,7 +77,7 @@ def _run(out: Path, interval_s: float, gpu_index: int, root_pid: int, metrics_ur
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     parent = os.getppid()
-    reader, backend, fallback_reason = _open_reader(gpu_index, root_pid)
+    reader, backend, fallback_reason = _open_reader(gpu_index, root_pid, gpus)
     scraper = None
     if metrics_url and metrics_out:
         from .server_metrics import Scraper
@@ -129,23 +131,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--interval-ms", type=float, default=float(DEFAULT_INTERVAL_MS))
     ap.add_argument("--gpu-index", type=int, default=0)
+    ap.add_argument("--gpus", type=int, default=1, help="GPUs from --gpu-index on, read as one engine's")
     ap.add_argument("--root-pid", type=int, default=None)
     ap.add_argument("--metrics-url", default=None, help="also read this Prometheus page each interval")
     ap.add_argument("--metrics-out", type=Path, default=None)
     a = ap.parse_args(argv)
-    return _run(a.out, a.interval_ms / 1000, a.gpu_index, a.root_pid or os.getppid(), a.metrics_url, a.metrics_out)
+    return _run(a.out, a.interval_ms / 1000, a.gpu_index, a.root_pid or os.getppid(), a.metrics_url, a.metrics_out,
+                a.gpus)
 
 
 class Sampler:
     """Starts and stops the sampling process; never raises into the measured work."""
 
     def __init__(self, out: Path, interval_ms: float = DEFAULT_INTERVAL_MS, gpu_index: int = 0,
-                 root_pid: int | None = None, metrics_url: str | None = None):
+                 root_pid: int | None = None, metrics_url: str | None = None, gpus: int = 1):
         self.out = Path(out)
         # A server's /metrics page, read in the sampler's process into metrics.jsonl beside the trace.
         self.metrics_url = metrics_url
         self.interval_ms = interval_ms
         self.gpu_index = gpu_index
+        self.gpus = gpus  # a tensor-parallel engine's GPUs, read as one (telemetry.gpus)
         self.root_pid = root_pid or os.getpid()
         self.proc: subprocess.Popen[str] | None = None
         self.info: dict[str, Any] = {}
@@ -153,11 +158,13 @@ class Sampler:
 
     @classmethod
     def from_options(cls, options: TelemetryOptions, out: Path, root_pid: int,
-                     metrics_url: str | None = None) -> "Sampler | None":
-        """A sampler as a job's telemetry options ask for; None when disabled."""
+                     metrics_url: str | None = None, gpus: int = 1) -> "Sampler | None":
+        """A sampler as a job's telemetry options ask for (``gpus``: the engine's
+        tensor-parallel size); None when disabled."""
         if not options.enabled:
             return None
-        return cls(out, options.interval_ms, options.gpu_index, root_pid=root_pid, metrics_url=metrics_url)
+        return cls(out, options.interval_ms, options.gpu_index, root_pid=root_pid, metrics_url=metrics_url,
+                   gpus=gpus)
 
     @property
     def metrics_out(self) -> Path:
@@ -167,7 +174,7 @@ class Sampler:
         cmd = [
             sys.executable, "-m", "slmstudy.telemetry.sampler",
             "--out", str(self.out), "--interval-ms", str(self.interval_ms),
-            "--gpu-index", str(self.gpu_index), "--root-pid", str(self.root_pid),
+            "--gpu-index", str(self.gpu_index), "--gpus", str(self.gpus), "--root-pid", str(self.root_pid),
         ]
         if self.metrics_url:
             cmd += ["--metrics-url", self.metrics_url, "--metrics-out", str(self.metrics_out)]
