@@ -81,6 +81,8 @@ def test_step_anatomy_reads_the_gpus_kernels(engines):
     windows = study.table("anatomy")
     assert len(windows) == 4 and set(windows["state"]) == {"done"}, windows[["model", "batch", "error"]]
     assert set(windows["device"]) == {"cuda"}
+    # the host's step marks only (CUDA copies each onto the GPU's timeline: 8087ffd read 32 steps as 65)
+    assert (windows["window_steps"] == windows["steps"]).all(), windows[["batch", "steps", "window_steps"]]
     summary, parts, events = anatomy_report.analyse(study)
     for _, w in summary.iterrows():
         assert w["roles"] == "assigned", (w["model"], w["batch"], w["roles"])
