@@ -67,3 +67,21 @@ def test_a_layers_folder_is_quoted_with_the_commit_that_measured_it(monkeypatch,
     assert f"params/06_edge/sweep_gpu.yaml`, measured by {commit}" in line
     # the sweep's largest thread count is quoted beside article 001's 4 threads, F16 with it
     assert "at 4 threads" in line and "at 16 threads" in line and "F16 at 16" in line
+
+
+def test_where_the_study_time_goes_adds_up_by_hand():
+    import pandas as pd
+
+    jobs = pd.DataFrame([
+        {"job": "m__bf16__dummy__cold", "kind": "engine", "wall_s": 120.0, "import_s": 25.0, "engine_start_s": 90.0,
+         "measure_s": 0.0},
+        {"job": "m__bf16__dummy", "kind": "engine", "wall_s": 110.0, "import_s": 0.0, "engine_start_s": 20.0,
+         "measure_s": 84.0},
+        {"job": "m__bf16__dummy__serve", "kind": "serve", "wall_s": 150.0},
+        {"job": "hardware", "kind": "hardware", "wall_s": 6.0}])
+    nbs = pd.DataFrame([{"job": "03", "kind": "notebook", "wall_s": 30.0}])
+    # cold 120 s = 2.0 min; warm start 20 s; measuring 84 s = 1.4 min; the rest 110 - 20 - 84 = 6 s
+    assert readme.time_split(jobs, nbs) == (
+        "cold engine starts (01) 2.0 min, other engines' vLLM imports and starts 0.3 min, offline measuring 1.4 min, "
+        "the rest of the offline jobs (launch, shutdown, memory back) 0.1 min, servers (start and load levels) "
+        "2.5 min, probes 0.1 min, notebooks 0.5 min")
