@@ -37,6 +37,11 @@ KNOWN = {
     "kernel_unified_attention_3d": "attention",  # fp32: vLLM's Triton attention, split in segments
     "reduce_segments": "attention",               # ... and the segments' reduction
     "_gather_block_tables_kernel": "other",       # input preparation: no class of its own
+    # tensor parallelism: NCCL, vLLM's custom all-reduce, the CPU engine's shared-memory collectives
+    "ncclDevKernel_AllReduce_Sum_bf16_RING_LL(ncclDevKernelArgsStorage<4096ul>)": "communication",
+    "void vllm::cross_device_reduce_1stage<__nv_bfloat16, 2>": "communication",
+    "vllm::all_reduce": "communication",
+    "_C::shm_allreduce": "communication",
     "_gumbel_sample_kernel": "sampling",
     "void cutlass::device_kernel<flash::FlashAttnFwdCombine<cute::tuple<cute::C<8>>>>": "attention",
     "triton_red_fused_fused_add_rms_norm_2": "elementwise",
@@ -191,3 +196,16 @@ def test_window_table_and_sum_check_by_hand():
     # the unprofiled runs took 90 us a step: the anatomy overstates it by 11%
     off = table.window_summary(rows, 2, 200, measured_step_s=90e-6, roofline_step_s=25e-6, tolerance_pct=5)
     assert off["sum_check"] == "off" and off["sum_diff_pct"] == pytest.approx(100 * (0.1 - 0.09) / 0.09)
+
+
+def test_the_class_table_leaves_out_classes_no_window_has():
+    from slmstudy.experiments import anatomy_report
+
+    rows = []
+    for batch, gemm, idle in ((1, 1.5, 0.9), (256, 6.0, 0.2)):
+        for part in (*classify.CLASSES, "idle", "gemm:qkv"):
+            ms = {"gemm": gemm, "attention": 0.5, "idle": idle, "gemm:qkv": 0.3}.get(part, 0.0)
+            rows.append({"model": "m", "precision": "bf16", "batch": batch, "part": part, "ms_per_step": ms})
+    t = anatomy_report.class_table(pd.DataFrame(rows), keys=["model", "batch"])
+    assert list(t.columns) == ["model", "batch", "gemm", "attention", "idle"]
+    assert t.set_index("batch").loc[256, "gemm"] == 6.0 and t.set_index("batch").loc[1, "idle"] == 0.9

@@ -18,7 +18,8 @@ pytestmark = [
 ]
 
 
-SMALL = {"models": ["tiny-qwen2"], "bench_latency": {"enabled": False}, "harness_check": None, "anatomy": None,
+SMALL = {"models": ["tiny-qwen2"], "bench_latency": {"enabled": False}, "harness_check": None,
+         "anatomy": {"batch_sizes": [2], "steps": 4},
          "workload": {"input_len": 16, "output_len": 8, "batch_sizes": [1, 2], "repetitions": 3, "warmup": 1}}
 
 
@@ -69,3 +70,21 @@ def test_tensor_parallelism_compared_as_an_experiment(runs):
     assert 0.45 < w["ratio_b_over_a"] < 0.75
     with pytest.raises(compare.CompareError, match="vary: engine.nope is not a parameter"):
         compare.compare_folders(a, b, ["engine.nope"])
+
+
+def test_the_step_anatomy_shows_the_ranks_communication(runs):
+    # rank 0's decode steps: its share of the layers plus an all-reduce after attention's
+    # and the MLP's output projections (vllm::all_reduce around the shared-memory collective)
+    from slmstudy.experiments import anatomy_report
+
+    share = {}
+    for tp, study in runs.items():
+        summary, parts, events = anatomy_report.analyse(study)
+        assert set(summary["state"]) == {"done"}, summary[["batch", "error"]]
+        share[tp] = parts[parts["part"] == "communication"]["ms_per_step"].sum()
+        if tp == 2:
+            comm = events[events["cls"] == "communication"]
+            # two all-reduces per layer and step (after o_proj and down_proj), at least
+            layers = analytic.Architecture.from_config(catalog.model("tiny-qwen2").hf_config()).layers
+            assert comm.groupby("step").size().min() >= 2 * layers, comm["name"].value_counts()
+    assert share[1] == 0 and share[2] > 0

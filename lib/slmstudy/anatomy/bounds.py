@@ -13,6 +13,9 @@ longer (pure).
 * sampling: the fp32 logits read three times (temperature, softmax, draw).
 * memory copies, activation quantisation, other: no bound of their own (zero):
   a perfect implementation would fuse them away.
+* communication between tensor-parallel ranks: no bound (zero): the interconnect's
+  bandwidth is not probed. Under tensor parallelism every bound here is still the
+  whole model's on one device; the profiled trace is rank 0's share.
 
 The classes' bounds add up to a little more than the roofline's step bound
 (``roofline.step_bounds``), which counts the weights and the KV cache only.

@@ -18,13 +18,14 @@ from dataclasses import dataclass
 
 # Classes in the order the tables and figures show them.
 GEMM = "gemm"
-CLASSES = ("gemm", "attention", "elementwise", "act_quant", "sampling", "memcpy", "other")
+CLASSES = ("gemm", "attention", "elementwise", "act_quant", "sampling", "communication", "memcpy", "other")
 LABELS = {
     "gemm": "GEMM (linear layers, lm_head)",
     "attention": "attention (and KV-cache writes)",
     "elementwise": "norms, activations, rotary, other element-wise",
     "act_quant": "activation quantisation",
     "sampling": "sampling and logits processing",
+    "communication": "communication between tensor-parallel ranks (all-reduce, all-gather)",
     "memcpy": "memory copies and sets",
     "other": "other (unclassified)",
 }
@@ -46,6 +47,10 @@ _ATTENTION = _rx(r"flash", r"attn", r"attention", r"fmha", r"paged", r"reshape_a
 _SAMPLING = _rx(r"argmax", r"softmax", r"topk", r"top_k", r"top_p", r"sort", r"sampl", r"multinomial",
                 r"exponential", r"gumbel", r"penalt", r"logit", r"bitonic", r"radix", r"cumsum", r"greedy",
                 r"distribution", r"philox", r"uniform", r"_temperature_kernel")
+# Tensor parallelism: NCCL's kernels and vLLM's own all-reduce on GPUs, the shared-memory
+# collectives (vllm::all_reduce around _C::shm_allreduce) on the CPU engine.
+_COMM = _rx(r"nccl", r"all_?reduce", r"all_?gather", r"reduce_?scatter", r"cross_device_reduce", r"all_to_all",
+            r"shm_all", r"gloo")
 # Split-K GEMMs end with a reduction kernel: same layer, same role.
 _GEMM_AUX = _rx(r"splitkreduce", r"split_k_reduce", r"splitk_reduce")
 _GEMM = _rx(r"gemm", r"gemv", r"nvjet", r"cutlass", r"cublas", r"xmma", r"machete", r"marlin", r"scaled_mm",
@@ -63,7 +68,8 @@ def kernel_class(name: str, memcpy_category: bool = False) -> str:
     as a memory copy or set (``gpu_memcpy`` / ``gpu_memset``)."""
     if memcpy_category or _MEMCPY.search(name):
         return "memcpy"
-    for cls, rx in (("attention", _ATTENTION), ("sampling", _SAMPLING), ("act_quant", _ACT_QUANT)):
+    for cls, rx in (("communication", _COMM), ("attention", _ATTENTION), ("sampling", _SAMPLING),
+                    ("act_quant", _ACT_QUANT)):
         if rx.search(name):
             return cls
     if _GEMM_AUX.search(name) or _GEMM.search(name):
