@@ -63,12 +63,11 @@ def gpu_memory_reader(gpu_index: int, count: int = 1) -> Callable[[], float] | N
     if os.environ.get("SLMSTUDY_FORCE_CPU") == "1":
         return None
     try:
-        from ..telemetry.nvml_reader import NvmlReader
+        from ..telemetry.nvml_reader import MultiNvmlReader
 
-        readers = [NvmlReader(gpu_index + i) for i in range(count)]
+        return MultiNvmlReader(gpu_index, count).memory_used_mib
     except Exception:
         return None
-    return lambda: sum(r.memory_used_mib() for r in readers)
 
 
 def wait_memory_returned(mem_used: Callable[[], float] | None, baseline: float | None, gpus: int = 1

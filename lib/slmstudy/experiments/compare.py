@@ -20,9 +20,8 @@ predicts from the two machines' probed bandwidth and matmul peak, and its error.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -154,10 +153,9 @@ def _flat(view: RunView) -> dict[str, Any]:
     return pd.json_normalize((view.params_file() or {}).get("params", {}), sep=".").iloc[0].to_dict()
 
 
-def differing_params(a: RunView, b: RunView, vary: Sequence[str] = ()) -> list[str]:
-    """Keys of the two runs' parameters that differ and shape what is measured
-    (``vary``: keys the comparison is an experiment on, left out here)."""
-    fa, fb = _flat(a), _flat(b)
+def differing_params(fa: dict[str, Any], fb: dict[str, Any], vary: Sequence[str] = ()) -> list[str]:
+    """Keys of the two runs' parameters (``_flat``) that differ and shape what is
+    measured (``vary``: keys the comparison is an experiment on, left out here)."""
     out = []
     for key in sorted(set(fa) | set(fb)):
         if any(key == ig or key.startswith(ig + ".") for ig in (*IGNORED_PARAMS, *vary)):
@@ -167,9 +165,8 @@ def differing_params(a: RunView, b: RunView, vary: Sequence[str] = ()) -> list[s
     return out
 
 
-def varied_params(a: RunView, b: RunView, vary: Sequence[str]) -> list[str]:
+def varied_params(fa: dict[str, Any], fb: dict[str, Any], vary: Sequence[str]) -> list[str]:
     """The ``vary`` keys, with both runs' values; CompareError for a key neither run has."""
-    fa, fb = _flat(a), _flat(b)
     unknown = [k for k in vary if k not in fa and k not in fb]
     if unknown:
         raise CompareError(f"vary: {', '.join(unknown)} is not a parameter of these runs; allowed: "
@@ -177,16 +174,13 @@ def varied_params(a: RunView, b: RunView, vary: Sequence[str]) -> list[str]:
     return [f"{k} ({fa.get(k)!r} vs {fb.get(k)!r})" for k in vary if fa.get(k) != fb.get(k)]
 
 
-def _ranks(view: RunView) -> int:
-    return int(_flat(view).get("engine.tensor_parallel_size") or 1)
-
-
-def _reads_every_gpu(view: RunView) -> bool:
+def _reads_every_gpu(view: RunView, flat: dict[str, Any]) -> bool:
     """Whether each engine's trace read all the GPUs it spans (``telemetry_gpus``)."""
+    ranks = int(flat.get("engine.tensor_parallel_size") or 1)
     cfg = view.table("configs")
     if cfg.empty or "telemetry_gpus" not in cfg or cfg["telemetry_gpus"].isna().any():
-        return _ranks(view) == 1
-    return bool((cfg["telemetry_gpus"] >= _ranks(view)).all())
+        return ranks == 1
+    return bool((cfg["telemetry_gpus"] >= ranks).all())
 
 
 def device(view: RunView) -> str:
@@ -283,8 +277,9 @@ def _rows(ta: pd.DataFrame, tb: pd.DataFrame, keys: list[str], metrics: dict[str
 
 
 def compare_views(nb: str, a: RunView, b: RunView, vary: Sequence[str] = ()) -> Comparison:
-    differing = differing_params(a, b, vary)
-    varied = varied_params(a, b, vary)
+    fa, fb = _flat(a), _flat(b)
+    differing = differing_params(fa, fb, vary)
+    varied = varied_params(fa, fb, vary)
     hw = (device(a), device(b))
     why = "; ".join(([f"hardware ({hw[0]} vs {hw[1]})"] if hw[0] != hw[1] else []) + differing)
     comparable = not why
@@ -292,7 +287,7 @@ def compare_views(nb: str, a: RunView, b: RunView, vary: Sequence[str] = ()) -> 
     spread = max(spreads) if spreads else None
     notes = []
     run_metrics, level_metrics = RUN_METRICS, LEVEL_METRICS
-    if not (_reads_every_gpu(a) and _reads_every_gpu(b)):
+    if not (_reads_every_gpu(a, fa) and _reads_every_gpu(b, fb)):
         # A trace of one GPU (or of the CPU) of a tensor-parallel engine: its energy and
         # activity would be one GPU's share, not the engine's.
         run_metrics = {k: v for k, v in RUN_METRICS.items() if k in ("output_tok_s", "req_per_min", "ttft_mean_s",

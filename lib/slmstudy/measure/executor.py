@@ -9,6 +9,7 @@ here raises for a failed measurement; it raises only for what must stop a study
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import sys
 import time
@@ -270,7 +271,6 @@ def timing_table(outcomes: list[Outcome]) -> pd.DataFrame:
     return pd.DataFrame([{**o.timing, "reused": o.status == "skipped"} for o in outcomes])
 
 
-
 # ----------------------------------------------------------------- several devices
 @dataclass
 class _Slot:
@@ -278,6 +278,7 @@ class _Slot:
     devices: tuple[int, ...]
     group: procs.Group
     outcomes: Path
+    log: Path
 
 
 def _execute_slots(jobs: list[Job], pool: Pool, reuse_older: bool, progress: Progress,
@@ -327,9 +328,8 @@ def _execute_slots(jobs: list[Job], pool: Pool, reuse_older: bool, progress: Pro
                 running.remove(r)
                 r.group.reap()
                 free = sorted([*free, *r.devices])
-                for o in _unit_outcomes(r, pool):
+                for o in _unit_outcomes(r, pool, kind):
                     done[o.key] = o
-                    o.timing["slot"] = o.timing.get("slot") or f"{kind}:{','.join(map(str, r.devices))}"
                     tail = f"ok in {o.seconds:.0f} s" if o.status == "ok" else f"FAILED: {o.root_cause}"
                     progress(f"[{_where(kind, r.devices)}] {o.key}: {tail}")
             time.sleep(0.2)
@@ -356,18 +356,17 @@ def _start_unit(unit: slots.Unit, devs: tuple[int, ...], kind: str, pool: Pool, 
             "cores": list(devs) if kind == "cpu" and devs else None}
     write_json(stem.with_suffix(".unit.json"), spec)
     env = slot_env(kind, devs) if devs else {}
+    log = stem.with_suffix(".log")
     group = procs.start_group([sys.executable, "-m", "slmstudy.measure.slot_runner", str(stem.with_suffix(".unit.json"))],
-                              stem.with_suffix(".log"), env)
-    return _Slot(unit, devs, group, outcomes)
+                              log, env)
+    return _Slot(unit, devs, group, outcomes, log)
 
 
-def _unit_outcomes(r: _Slot, pool: Pool) -> list[Outcome]:
-    """What the runner recorded; for a runner that died first, each job it left
-    without a status fails with the runner's end as its cause."""
+def _unit_outcomes(r: _Slot, pool: Pool, kind: str) -> list[Outcome]:
+    """What the runner recorded (each job's slot with it); for a runner that died
+    first, each job it left without a status fails with the runner's end as its cause."""
     got = {}
     if r.outcomes.exists():
-        import json
-
         for d in json.loads(r.outcomes.read_text()):
             got[d["key"]] = Outcome(**{**d, "entry": Path(d["entry"])})
     out = []
@@ -377,9 +376,10 @@ def _unit_outcomes(r: _Slot, pool: Pool) -> list[Outcome]:
             continue
         entry = pool.entry(job)
         cause = (f"slot runner {procs.describe_exit(r.group.proc.returncode)} before recording {job.key} "
-                 f"(its log: {r.group.proc.args[-1].replace('.unit.json', '.log')})")
+                 f"(its log: {r.log})")
         if entry.status is not None and entry.status.get("status") in ("ok", "failed"):
             out.append(_outcome(job, entry, entry.status["status"], []))
         else:
-            out.append(Outcome(job.key, job.kind, "failed", cause, 0.0, entry.dir))
+            out.append(Outcome(job.key, job.kind, "failed", cause, 0.0, entry.dir,
+                               timing={"slot": f"{kind}:{','.join(map(str, r.devices))}"}))
     return out

@@ -74,13 +74,13 @@ def units(plan: Sequence[Job]) -> list[Unit]:
 
     for job in plan:
         if isinstance(job, BenchLatencyJob):
-            if held and tuple(held[-1].precedes) != tuple(job.precedes):
+            if held and held[-1].precedes != job.precedes:
                 for b in held:  # bench runs whose engine is not next: on their own
                     add([b])
                 held = []
             held.append(job)
             continue
-        if held and isinstance(job, EngineJob) and tuple(held[-1].precedes) == job.merge_key:
+        if held and isinstance(job, EngineJob) and held[-1].precedes == job.merge_key:
             add([*held, job])
         else:
             for b in held:
