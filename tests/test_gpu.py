@@ -87,7 +87,9 @@ def test_step_anatomy_reads_the_gpus_kernels(engines):
     for _, w in summary.iterrows():
         assert w["roles"] == "assigned", (w["model"], w["batch"], w["roles"])
         assert w["sum_ms"] == pytest.approx(w["profiled_step_ms"], rel=0.05)
-        assert w["measured_step_ms"] > 0 and 0 <= w["idle_share"] < 1
+        # the device's idle share of the measured step; the profiled one may exceed it (the profiler's
+        # host work: 6690548's H100 study, Llama batch 16, 2.14 ms idle in a 1.84 ms measured step)
+        assert w["measured_step_ms"] > 0 and 0 <= w["host_share"] < 1, (w["model"], w["batch"])
     lm = events[events["role"] == "lm_head"].groupby(["model", "batch"]).size()
     steps = events.groupby(["model", "batch"])["steps"].first()
     # (the GPU runs behind the host's step marks: a window may clip one lm_head at an edge)

@@ -281,13 +281,16 @@ def anatomy_lines(nb: str = "03_batch_scaling", by: str = "model") -> list[str]:
         said = []
         for _, r in rows.iloc[[0, -1]].drop_duplicates("batch").iterrows():
             said.append(f"batch {int(r['batch'])} {r['limit']} ({r['measured_step_ms']:.2f} ms a step, the device "
-                        f"idle {100 * r['idle_share']:.0f}% of it, kernels {r['classes_ms'] / r['class_bounds_ms']:.1f}x "
+                        f"idle {100 * anatomy_report.host_share(r):.0f}% of it, kernels {r['classes_ms'] / r['class_bounds_ms']:.1f}x "
                         "their own bounds)")
         out.append(f"{_name(g) if by == 'model' else catalog.precision(g).display}: " + ", ".join(said))
     ok = int((s["sum_check"] == "ok").sum())
+    cost = (f" (the profiler's own cost: a profiled step {s['profiler_cost_pct'].min():+.0f}% to "
+            f"{s['profiler_cost_pct'].max():+.0f}% against the measured one; the idle shares above are the "
+            "measured step less the kernels' time)") if "profiler_cost_pct" in s and ok < len(s) else ""
     return [f"* **Where a decode step's time goes** (`{nb}`'s step anatomy: torch's profiler over "
             f"{int(v.table('anatomy')['steps'].iloc[0])} decode steps, every kernel classified): " + "; ".join(out)
-            + f". Classes + idle match the measured step within 5% in {ok} of {len(s)} windows."]
+            + f". Classes + idle match the measured step within 5% in {ok} of {len(s)} windows{cost}."]
 
 
 def energy_lines() -> list[str]:

@@ -51,8 +51,16 @@ _SAMPLING = _rx(r"argmax", r"softmax", r"topk", r"top_k", r"top_p", r"sort", r"s
 # collectives (vllm::all_reduce around _C::shm_allreduce) on the CPU engine.
 _COMM = _rx(r"nccl", r"all_?reduce", r"all_?gather", r"reduce_?scatter", r"cross_device_reduce", r"all_to_all",
             r"shm_all", r"gloo")
-# Split-K GEMMs end with a reduction kernel: same layer, same role.
-_GEMM_AUX = _rx(r"splitkreduce", r"split_k_reduce", r"splitk_reduce")
+# Split-K GEMMs end with a reduction kernel: same layer, same role (cuBLASLt's
+# splitKreduce after nvjet; cuBLAS's fp32 xmma GEMMs end with ..._execute_split_k_kernel).
+_GEMM_AUX = _rx(r"splitkreduce", r"split_k_reduce", r"splitk_reduce", r"execute_split_k_kernel")
+# torch.compile's fused point-wise / reduction kernels (its GEMM templates are triton_tem_).
+# They are named after every op fused into them, sorted, a GEMM's input preparation
+# included: fp8's per-token activation quantisation fused with the norm before it reads
+# triton_red_fused__to_copy_abs_clamp_cutlass_scaled_mm_div_fused_add_rms_norm_max_..., a
+# reduction (|x| max), not a GEMM; abs and clamp together are its quantisation.
+_INDUCTOR_FUSED = _rx(r"^triton_(poi|red|per)_")
+_FUSED_QUANT = _rx(r"^triton_(poi|red|per)_fused\w*_abs_(\w*_)?clamp_")
 _GEMM = _rx(r"gemm", r"gemv", r"nvjet", r"cutlass", r"cublas", r"xmma", r"machete", r"marlin", r"scaled_mm",
             r"matmul", r"s16816", r"wgmma", r"mul_mat", r"weight_packed_linear", r"onednn_mm", r"_mm_",
             r"^aten::(mm|addmm|bmm|linear|matmul)$", r"^triton_tem_", r"dequantize_mul_mat", r"ggml")
@@ -68,11 +76,14 @@ def kernel_class(name: str, memcpy_category: bool = False) -> str:
     as a memory copy or set (``gpu_memcpy`` / ``gpu_memset``)."""
     if memcpy_category or _MEMCPY.search(name):
         return "memcpy"
+    fused = bool(_INDUCTOR_FUSED.search(name))
+    if fused and _FUSED_QUANT.search(name):
+        return "act_quant"
     for cls, rx in (("communication", _COMM), ("attention", _ATTENTION), ("sampling", _SAMPLING),
                     ("act_quant", _ACT_QUANT)):
         if rx.search(name):
             return cls
-    if _GEMM_AUX.search(name) or _GEMM.search(name):
+    if not fused and (_GEMM_AUX.search(name) or _GEMM.search(name)):
         return GEMM
     if _ELEMENTWISE.search(name):
         return "elementwise"
@@ -102,8 +113,15 @@ def gemm_roles(names: list[str], durations: list[float], steps: list[int], layer
     of that period with the longest mean duration (it reads the largest matrix,
     vocabulary x hidden) and the roles follow from it; split-K reductions take
     their GEMM's role. Roles stay unassigned (the GEMM class still counts every
-    kernel) unless the window holds two periods or more, the median step runs
-    exactly one period of GEMMs, and the lm_head phase stands out (1.5 x the next)."""
+    kernel) unless the window holds two periods or more, its GEMMs come one period
+    a step, and the lm_head phase stands out (1.5 x the next).
+
+    One period a step: the median step holds exactly one period (the host's step
+    marks and the kernels line up, as on the CPU engine), or the window holds its
+    steps' worth within one period and the kernels' names repeat every period (95%
+    of them). The second is what a GPU shows: the kernels of one step start in the
+    host's next step period by a varying amount, so per-step counts scatter (H100,
+    DeepSeek batch 1: 82 to 163 a step around 113) while the sequence stays exact."""
     period = len(LAYER_ROLES) * layers + 1
     main = [i for i, n in enumerate(names) if not is_gemm_aux(n)]
     none = [""] * len(names)
@@ -113,8 +131,16 @@ def gemm_roles(names: list[str], durations: list[float], steps: list[int], layer
     per_step = Counter(steps[i] for i in main)
     typical = sorted(per_step.values())[len(per_step) // 2]
     if typical != period:
-        return RoleAssignment(none, period, None,
-                              f"{typical} GEMM kernels per step, not {period} ({layers} layers x 4 + lm_head)")
+        n_steps = len(per_step)
+        if abs(len(main) - n_steps * period) >= period:
+            return RoleAssignment(none, period, None,
+                                  f"{len(main) / n_steps:.1f} GEMM kernels per step over {n_steps} steps, "
+                                  f"not {period} ({layers} layers x 4 + lm_head)")
+        same = sum(names[main[j]] == names[main[j + period]] for j in range(len(main) - period))
+        if same < 0.95 * (len(main) - period):
+            return RoleAssignment(none, period, None,
+                                  f"GEMM kernel names do not repeat every {period} kernels ({layers} layers x 4 + "
+                                  f"lm_head): {same / (len(main) - period):.0%} do; {typical} in the median step")
     means = []
     for phase in range(period):
         picks = [durations[main[j]] for j in range(phase, len(main), period)]

@@ -106,7 +106,9 @@ def figure(study: Any, summary: pd.DataFrame, parts: pd.DataFrame, by: str = "mo
            caption_precision: str | None = None, order: list[str] | None = None) -> Any:
     """Stacked bars of ms per step per class (and idle) at each batch size, one
     panel per ``by`` (model or precision), the measured step (black tick) and the
-    roofline bound (red tick) beside each bar."""
+    roofline bound (red tick) beside each bar. The idle segment is the measured
+    step's (``host_share``): the kernels' time is the profiled window's, the idle
+    time the profiler lengthens is left out."""
     import matplotlib.pyplot as plt
 
     from .. import figures
@@ -125,14 +127,18 @@ def figure(study: Any, summary: pd.DataFrame, parts: pd.DataFrame, by: str = "mo
         batches = sorted(d["batch"].unique())
         x = np.arange(len(batches))
         bottom = np.zeros(len(batches))
+        s = summary[summary[by] == g].set_index("batch")
         for part in [*classify.CLASSES, "idle"]:
             vals = np.array([d[(d["batch"] == b) & (d["part"] == part)]["ms_per_step"].sum() for b in batches])
+            if part == "idle":  # the measured step's idle where it can be told (host_share), not the profiled one
+                vals = np.array([host_share(s.loc[b]) * s.loc[b, "measured_step_ms"] if b in s.index else v
+                                 for b, v in zip(batches, vals)])
             if not vals.any():
                 continue
-            ax.bar(x, vals, bottom=bottom, color=COLOURS[part], label=classify.LABELS.get(part, "device idle (waiting for the host)"),
+            ax.bar(x, vals, bottom=bottom, color=COLOURS[part],
+                   label=classify.LABELS.get(part, "device idle (waiting for the host; measured step less kernels)"),
                    edgecolor="white", lw=0.5)
             bottom += vals
-        s = summary[summary[by] == g].set_index("batch")
         for xi, b in zip(x, batches):
             if b in s.index:
                 ax.hlines(s.loc[b, "measured_step_ms"], xi - 0.45, xi + 0.45, color="black", lw=1.5)
@@ -168,11 +174,22 @@ HOST_BOUND_IDLE = 0.30  # the device idles 30% of the step or more: the host set
 KERNEL_SLOW = 2.0  # the kernels take 2x their own bound or more: the kernels are the gap
 
 
+def host_share(s: pd.Series) -> float:
+    """The device's idle share of the measured (unprofiled) step: the measured step
+    less the kernels' time (``host_share``), where the kernels fit inside it; else the
+    profiled window's idle share. The profiled idle itself is not used where the
+    estimate exists: the profiler's own host work lengthens a profiled step (H100:
+    12-97%), all of it idle (``table.window_summary``)."""
+    h = s.get("host_share")
+    return float(h) if h is not None and h == h else float(s["idle_share"])
+
+
 def limit_of(s: pd.Series) -> str:
     """What limits one window's step, by the rule above: the host when the device
-    idles for HOST_BOUND_IDLE of the step or more; else the kernels, when they take
-    KERNEL_SLOW x their bound or more; else the hardware (kernels near their bound)."""
-    if s["idle_share"] >= HOST_BOUND_IDLE:
+    idles for HOST_BOUND_IDLE of the measured step or more (``host_share``); else the
+    kernels, when they take KERNEL_SLOW x their bound or more; else the hardware
+    (kernels near their bound)."""
+    if host_share(s) >= HOST_BOUND_IDLE:
         return "host-bound"
     if s["classes_ms"] >= KERNEL_SLOW * s["class_bounds_ms"]:
         return "kernel-bound"
@@ -194,6 +211,15 @@ def _ordered(values: pd.Series, order: list[str] | None) -> list[str]:
     present = list(dict.fromkeys(values))
     first = [v for v in (order or []) if v in present]
     return first + [v for v in present if v not in first]
+
+
+def _idle_words(r: pd.Series) -> str:
+    """Where the idle share comes from, in words."""
+    h = r.get("host_ms")
+    if h is not None and h == h:
+        return (f"{h:.2f} ms: the measured step less the kernels' {r['classes_ms']:.2f} ms; profiled, the "
+                f"step idles {r['idle_ms']:.2f} ms, the profiler's own cost {r['profiler_cost_pct']:+.0f}%")
+    return f"{r['idle_ms']:.2f} ms in the profiled window: its kernels take longer than the measured step"
 
 
 def explain(summary: pd.DataFrame, parts: pd.DataFrame, by: str = "model", order: list[str] | None = None) -> str:
@@ -219,8 +245,8 @@ def explain(summary: pd.DataFrame, parts: pd.DataFrame, by: str = "model", order
             lines.append(
                 f"* **{name(g)}, batch {b}: {r['limit']}.** A step takes {r['measured_step_ms']:.2f} ms "
                 f"(bound {r['roofline_bound_ms']:.2f} ms: {100 * r['achieved_fraction']:.0f}% achieved). "
-                f"The device idles, waiting for the host, {100 * r['idle_share']:.0f}% of it "
-                f"({r['idle_ms']:.2f} ms); of the kernels, {PART_WORDS[top]} {_take(top)} most "
+                f"The device idles, waiting for the host, {100 * host_share(r):.0f}% of it "
+                f"({_idle_words(r)}); of the kernels, {PART_WORDS[top]} {_take(top)} most "
                 f"({p[top]:.2f} ms, {100 * p[top] / r['measured_step_ms']:.0f}%); all kernels take "
                 f"{r['classes_ms']:.2f} ms against their own bounds' {r['class_bounds_ms']:.2f} ms "
                 f"({r['classes_ms'] / r['class_bounds_ms']:.1f}x). Sum check: classes + idle "

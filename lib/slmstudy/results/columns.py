@@ -248,7 +248,13 @@ COLUMNS: dict[str, Column] = {
     "classes_ms": Column("kernels", "ms", "all classes' time per step (kernels or ops)", (A,)),
     "idle_ms": Column("device idle", "ms", "per step, the window's time no device event covers: waiting for the "
                       "host", (A,)),
-    "idle_share": Column("idle share", "", "device idle over the measured step", (A,)),
+    "idle_share": Column("profiled idle share", "", "the profiled window's device idle over the measured step (the "
+                         "profiler's host work lengthens it)", (A,)),
+    "host_ms": Column("host wait", "ms", "device idle in the measured (unprofiled) step: measured step less the "
+                      "kernels' time; empty where the kernels exceed it", (A,)),
+    "host_share": Column("host wait share", "", "host_ms over the measured step: what the verdict's rule reads",
+                         (A,)),
+    "profiler_cost_pct": Column("profiler cost", "%", "profiled step / measured step - 1", (A,)),
     "sum_ms": Column("classes + idle", "ms", "what the anatomy accounts for per step", (A,)),
     "sum_diff_pct": Column("sum vs measured", "%", "(classes + idle) / measured step - 1", (A,)),
     "sum_check": Column("sum check", "", "ok within anatomy.sum_tolerance_pct, else off", (A,)),
