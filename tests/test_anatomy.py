@@ -263,3 +263,23 @@ def test_the_class_table_leaves_out_classes_no_window_has():
     t = anatomy_report.class_table(pd.DataFrame(rows), keys=["model", "batch"])
     assert list(t.columns) == ["model", "batch", "gemm", "attention", "idle"]
     assert t.set_index("batch").loc[256, "gemm"] == 6.0 and t.set_index("batch").loc[1, "idle"] == 0.9
+
+
+def test_the_comparison_splits_the_measured_difference():
+    from slmstudy.experiments import anatomy_report
+
+    # two models at one batch: kernels 1.0 / 1.6 ms, measured 1.2 / 2.0 ms, so the host keeps the
+    # device waiting 0.2 / 0.4 ms; the profiled windows idle 0.9 / 0.5 ms (the profiler's cost)
+    summary = pd.DataFrame([
+        {"model": m, "precision": "bf16", "batch": 1, "measured_step_ms": meas, "classes_ms": k,
+         "class_bounds_ms": 1.0, "idle_ms": pidle, "idle_share": pidle / meas, "host_ms": meas - k,
+         "host_share": (meas - k) / meas, "profiler_cost_pct": 100 * (k + pidle - meas) / meas, "sum_ms": k + pidle,
+         "sum_diff_pct": 100 * (k + pidle - meas) / meas, "sum_check": "off", "roofline_bound_ms": 0.5,
+         "achieved_fraction": 0.5 / meas}
+        for m, k, meas, pidle in (("a", 1.0, 1.2, 0.9), ("b", 1.6, 2.0, 0.5))])
+    parts = pd.DataFrame([{"model": m, "precision": "bf16", "batch": 1, "part": part, "ms_per_step": ms}
+                          for m, g, idle in (("a", 1.0, 0.9), ("b", 1.6, 0.5))
+                          for part, ms in (("gemm", g), ("idle", idle))])
+    text = anatomy_report.explain(summary, parts, by="model")
+    # 2.0 - 1.2 = 0.8 ms: GEMMs +0.6, waiting +0.2 (not the profiled -0.4)
+    assert "most of the difference is the GEMMs (+0.60 ms of +0.80 ms)" in text

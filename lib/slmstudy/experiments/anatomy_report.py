@@ -258,8 +258,11 @@ def explain(summary: pd.DataFrame, parts: pd.DataFrame, by: str = "model", order
             if len(at) < 2:
                 continue
             fast, slow = at["measured_step_ms"].idxmin(), at["measured_step_ms"].idxmax()
-            pf = main[(main[by] == fast) & (main["batch"] == b)].set_index("part")["ms_per_step"]
-            ps = main[(main[by] == slow) & (main["batch"] == b)].set_index("part")["ms_per_step"]
+            # idle as in the measured steps (host_share), so the parts add up to their difference
+            pf = main[(main[by] == fast) & (main["batch"] == b)].set_index("part")["ms_per_step"].copy()
+            ps = main[(main[by] == slow) & (main["batch"] == b)].set_index("part")["ms_per_step"].copy()
+            pf["idle"] = host_share(at.loc[fast]) * at.loc[fast, "measured_step_ms"]
+            ps["idle"] = host_share(at.loc[slow]) * at.loc[slow, "measured_step_ms"]
             diff = (ps - pf).fillna(0)
             where = diff.idxmax()
             lines.append(
