@@ -105,3 +105,14 @@ def test_refusals_are_one_line_each(tmp_path):
 def test_the_committed_cpu_reference_reproduces_itself():
     c = compare.compare_folders(CPU, CPU)
     assert c.comparable and (c.rows["verdict"] == "same").all() and len(c.rows) > 10
+
+
+def test_parameters_added_later_compare_as_their_default_and_the_anatomy_shapes_no_point():
+    # 59f487e's 03 reference predates tensor_parallel_size and the step anatomy
+    old = {"engine.max_model_len": 4096}
+    new = {"engine.max_model_len": 4096, "engine.tensor_parallel_size": 1, "anatomy.steps": 32,
+           "anatomy.batch_sizes": [1, 16, 64, 256]}
+    assert compare.differing_params(old, new) == []
+    assert compare.differing_params(old, {**new, "engine.tensor_parallel_size": 2}) == [
+        "engine.tensor_parallel_size (1 vs 2)"]
+    assert compare.differing_params(old, {"engine.max_model_len": 8192}) == ["engine.max_model_len (4096 vs 8192)"]

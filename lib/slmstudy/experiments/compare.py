@@ -57,11 +57,15 @@ CONFIG_METRICS = {"weights_gib": "neutral", "kv_cache_gib": "neutral", "peak_dev
 # models there are (rows are matched), how many repetitions (the CI says), limits
 # and the cross-check's own settings; the idle window before each configuration
 # (it adds the above-idle energy columns, which a run without it simply lacks).
-# A difference elsewhere makes rows not comparable.
+# The step anatomy too: its profiled windows run after the measured points, on the same
+# engine. A difference elsewhere makes rows not comparable.
 IGNORED_PARAMS = {"telemetry.interval_ms", "telemetry.idle_baseline_s", "config_timeout_s", "engine.start_timeout_s", "bench_latency",
                   "telemetry_overhead", "request_timeout_s", "models", "precisions", "workload.batch_sizes",
                   "workload.repetitions", "repetitions", "points", "closed_loop.concurrency", "open_loop.rates",
-                  "cold_start", "agreement", "baseline", "weights_paths"}
+                  "cold_start", "agreement", "baseline", "weights_paths", "anatomy"}
+# Parameters added after runs that are still compared: a run whose parameters lack one
+# ran as its default does (before tensor parallelism was a parameter, every engine had one GPU).
+ADDED_DEFAULTS = {"engine.tensor_parallel_size": 1}
 
 
 class CompareError(SlmstudyError):
@@ -160,8 +164,9 @@ def differing_params(fa: dict[str, Any], fb: dict[str, Any], vary: Sequence[str]
     for key in sorted(set(fa) | set(fb)):
         if any(key == ig or key.startswith(ig + ".") for ig in (*IGNORED_PARAMS, *vary)):
             continue
-        if fa.get(key) != fb.get(key):
-            out.append(f"{key} ({fa.get(key)!r} vs {fb.get(key)!r})")
+        va, vb = (f[key] if key in f else ADDED_DEFAULTS.get(key) for f in (fa, fb))
+        if va != vb:
+            out.append(f"{key} ({va!r} vs {vb!r})")
     return out
 
 
