@@ -100,6 +100,18 @@ def time_split(jobs: pd.DataFrame, nbs: pd.DataFrame) -> str:
     return ", ".join(f"{name} {sec / 60:.1f} min" for name, sec in parts if sec > 0)
 
 
+def _untimed(nbs: pd.DataFrame) -> str:
+    """" (without 06_edge: ...)" for study notebooks the timing table lacks (a sitting
+    that ran part of the study; those folders name their own commits)."""
+    from .experiments import registry
+
+    missing = [nb for nb in registry.MODULES if nb not in set(nbs["job"])]
+    if not missing:
+        return ""
+    return (f" without {', '.join(f'`{nb}`' for nb in missing)} (not in the sitting this table is from; "
+            "its folder names the commit that measured it)")
+
+
 def timing_lines() -> list[str]:
     path = _ref() / "study_timing.csv"
     if not path.exists():
@@ -108,7 +120,7 @@ def timing_lines() -> list[str]:
     minutes, jobs, nbs = study_minutes(t)
     start = jobs["engine_start_s"].fillna(0).sum() + jobs.get("import_s", pd.Series(dtype=float)).fillna(0).sum()
     where = _where(t, jobs, nbs)
-    return [f"* **The whole study took {minutes:.1f} min**{where}: {len(jobs)} measurement jobs on the H100, "
+    return [f"* **The whole study took {minutes:.1f} min**{where}{_untimed(nbs)}: {len(jobs)} measurement jobs on the H100, "
             f"{len(nbs)} notebooks; vLLM imports and engine starts {start / 60:.1f} min of it. "
             f"{_link(path)} splits each job into launch, vLLM import, engine start (weight loading, "
             "`torch.compile`, CUDA graphs), measuring and teardown."]
@@ -419,7 +431,7 @@ def limitations_block() -> str:
         t = pd.read_csv(path)
         total, jobs, nbs = study_minutes(t)
         if total >= 15:
-            lines.append(f"* **The GPU study takes {total:.1f} min**{_where(t, jobs, nbs)}, over the 15-minute "
+            lines.append(f"* **The GPU study takes {total:.1f} min**{_where(t, jobs, nbs)}{_untimed(nbs)}, over the 15-minute "
                          f"target. Where the time goes ({_link(path)}): {time_split(jobs, nbs)}. Each part is a "
                          "measurement the gpu profiles ask for (the cold starts are 01's; each precision compiles "
                          "its own graphs); the opt-in layers are not in it.")

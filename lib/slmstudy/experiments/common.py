@@ -63,8 +63,9 @@ def overhead_probe_job(p: StudyParams, o: OverheadParams) -> OverheadProbeJob:
 
 def hardware_limits(study: Any) -> dict[str, Any]:
     """Measured bandwidth and matmul peaks of this machine (the hardware probe's
-    result, copied into the run folder)."""
-    hw = study.folder.hardware()
+    result, copied into the run folder). ``study``: a Study, or a RunView of a
+    committed folder (the README's generator reads those)."""
+    hw = getattr(study, "folder", study).hardware()
     if hw is None:
         raise FileNotFoundError(f"{study.dir}: no hardware probe result; run the notebook's run step first")
     return hw
