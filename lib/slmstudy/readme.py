@@ -8,6 +8,7 @@ files under ``docs/`` that are generated (the claims table, the column schema);
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -274,6 +275,21 @@ def edge_lines(v: RunView | None = None, label: str = "") -> list[str]:
             f"Q4_K_M files " + " / ".join(size(m) for m in models) + f"; {speeds}."]
 
 
+@functools.lru_cache(maxsize=8)
+def _anatomy_of(folder: Path, stamp: tuple[int, int]) -> pd.DataFrame:
+    """A committed folder's step-anatomy summary, analysed once per
+    ``docs`` run (the results and limitations blocks both read them; ``stamp``, the
+    event table's mtime and size, keeps a changed reference from being read stale)."""
+    from .experiments import anatomy_report
+
+    return anatomy_report.analyse(RunView(folder))[0]
+
+
+def _anatomy(v: RunView) -> pd.DataFrame:
+    st = (v.dir / "tables" / "anatomy_events.parquet").stat()
+    return _anatomy_of(v.dir, (st.st_mtime_ns, st.st_size))
+
+
 def anatomy_lines(nb: str = "03_batch_scaling", by: str = "model") -> list[str]:
     """The step anatomy: what limits the smallest and the largest batch, per model (03)
     or precision (02), by the notebooks' written rule (``anatomy_report.limit_of``)."""
@@ -282,8 +298,7 @@ def anatomy_lines(nb: str = "03_batch_scaling", by: str = "model") -> list[str]:
         return []
     from .experiments import anatomy_report
 
-    summary, parts, _ = anatomy_report.analyse(v)
-    s = anatomy_report.verdicts(summary)
+    s = anatomy_report.verdicts(_anatomy(v))
     if "limit" not in s or s["limit"].isna().all():
         return []
     s = s[s["limit"].notna()]
@@ -442,14 +457,12 @@ def limitations_block() -> str:
 def anatomy_limitations() -> list[str]:
     """The step anatomy's sum check (classes + idle within 5% of the measured step)
     where the references miss it, with the profiler's cost that explains it."""
-    from .experiments import anatomy_report
-
     out = []
     for nb in ("03_batch_scaling", "02_precision"):
         v = _view(nb)
         if v is None or v.table("anatomy").empty:
             continue
-        s, _, _ = anatomy_report.analyse(v)
+        s = _anatomy(v)
         s = s[s["sum_check"].isin(["ok", "off"])] if "sum_check" in s else s.iloc[0:0]
         off = s[s["sum_check"] == "off"]
         if off.empty:

@@ -131,8 +131,7 @@ def figure(study: Any, summary: pd.DataFrame, parts: pd.DataFrame, by: str = "mo
         for part in [*classify.CLASSES, "idle"]:
             vals = np.array([d[(d["batch"] == b) & (d["part"] == part)]["ms_per_step"].sum() for b in batches])
             if part == "idle":  # the measured step's idle where it can be told (host_share), not the profiled one
-                vals = np.array([host_share(s.loc[b]) * s.loc[b, "measured_step_ms"] if b in s.index else v
-                                 for b, v in zip(batches, vals)])
+                vals = np.array([host_wait_ms(s.loc[b]) if b in s.index else v for b, v in zip(batches, vals)])
             if not vals.any():
                 continue
             ax.bar(x, vals, bottom=bottom, color=COLOURS[part],
@@ -182,6 +181,11 @@ def host_share(s: pd.Series) -> float:
     12-97%), all of it idle (``table.window_summary``)."""
     h = s.get("host_share")
     return float(h) if h is not None and h == h else float(s["idle_share"])
+
+
+def host_wait_ms(s: pd.Series) -> float:
+    """ms per measured step the device waits for the host (``host_share`` of it)."""
+    return host_share(s) * float(s["measured_step_ms"])
 
 
 def limit_of(s: pd.Series) -> str:
@@ -261,8 +265,7 @@ def explain(summary: pd.DataFrame, parts: pd.DataFrame, by: str = "model", order
             # idle as in the measured steps (host_share), so the parts add up to their difference
             pf = main[(main[by] == fast) & (main["batch"] == b)].set_index("part")["ms_per_step"].copy()
             ps = main[(main[by] == slow) & (main["batch"] == b)].set_index("part")["ms_per_step"].copy()
-            pf["idle"] = host_share(at.loc[fast]) * at.loc[fast, "measured_step_ms"]
-            ps["idle"] = host_share(at.loc[slow]) * at.loc[slow, "measured_step_ms"]
+            pf["idle"], ps["idle"] = host_wait_ms(at.loc[fast]), host_wait_ms(at.loc[slow])
             diff = (ps - pf).fillna(0)
             where = diff.idxmax()
             lines.append(
