@@ -58,12 +58,14 @@ def test_a_layers_folder_is_quoted_with_the_commit_that_measured_it(monkeypatch,
     # the opt-in layers' evidence is not the default study's: its line names its layer and commit
     import shutil
 
+    from slmstudy.results.run_folder import RunView
+
     src = paths.reference_dir() / "h100" / "06_edge"  # measured by sweep_gpu.yaml (1-16 threads)
     ref = tmp_path / "reference"
     shutil.copytree(src, ref / "h100" / "06_edge_sweep")
     monkeypatch.setattr(paths, "reference_dir", lambda: ref)
-    commit = readme.RunView(src).environment()["git_commit"][:7]
-    (line,) = readme.layer_lines()
+    commit = RunView(src).environment()["git_commit"][:7]
+    (line,) = readme.lines.layer_lines()
     assert f"params/06_edge/sweep_gpu.yaml`, measured by {commit}" in line
     # the sweep's largest thread count is quoted beside article 001's 4 threads, F16 with it
     assert "at 4 threads" in line and "at 16 threads" in line and "F16 at 16" in line
