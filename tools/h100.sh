@@ -6,6 +6,10 @@
 #   tools/h100.sh setup              unpack the bundle (once per machine), compile its bytecode, time imports
 #   tools/h100.sh study [ARGS...]    `python -m slmstudy run --profile gpu ARGS` (what `make study` runs after
 #                                    its install step); stops inside the call's limit, resumes on the next call
+#   tools/h100.sh detach [ARGS...]   the same study as one process that outlives the call (setsid): the
+#                                    study's wall time is one run's, whatever the calls' 10-minute limit
+#   tools/h100.sh wait [SECONDS]     follow a detached study for up to SECONDS (540); once it has ended,
+#                                    pack its folders and exit with its code (75: still running)
 #   tools/h100.sh test               the gpu-marked tests, log in $OUT/gpu_tests.log
 #   tools/h100.sh pack NAME          pack every run folder and study timing into $OUT/NAME.tar.xz.N, and the
 #                                    measurement pool into $OUT/pool.tar.xz.N (15 MiB parts; a lost machine loses nothing)
@@ -18,6 +22,7 @@ OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 export PYTHONPATH=/root/site:$PWD/lib VLLM_USE_FLASHINFER_SAMPLER=0 HF_HUB_OFFLINE=1 VLLM_NO_USAGE_STATS=1
 export PYTHONUNBUFFERED=1 SLMSTUDY_CACHE_DIR=/root/slmstudy-cache
+STATE=${SLMSTUDY_DETACHED:-/root/study}  # a detached study's log, pid and exit code
 
 step=${1:?step}; shift
 case "$step" in
@@ -63,6 +68,41 @@ PY
     rc=${PIPESTATUS[0]}
     "$0" pack "${PACK:-study}"
     exit $rc
+    ;;
+  detach)
+    : "${SLMSTUDY_GIT_COMMIT:?set SLMSTUDY_GIT_COMMIT to the commit of this tree: git rev-parse HEAD where it was sent from}"
+    # A call's processes end with it unless they start a session of their own: the
+    # study then runs on between calls (the machine stays while calls follow within
+    # its idle limit), and no job or notebook waits for a call boundary: no import
+    # standby is lost, no budget stops a plan half-way.
+    if [ -f "$STATE/pid" ] && [ ! -f "$STATE/rc" ] && kill -0 "$(cat "$STATE/pid")" 2>/dev/null; then
+      echo "a detached study is running already (pid $(cat "$STATE/pid")): tools/h100.sh wait"; exit 2
+    fi
+    rm -rf "$STATE" && mkdir -p "$STATE"
+    budget=()
+    [ -n "${START_BUDGET:-}" ] && budget=(--start-budget "$START_BUDGET")
+    setsid bash -c 'python3 -m slmstudy run --profile gpu "$@" > "$0/study.log" 2>&1; echo $? > "$0/rc"' \
+      "$STATE" "${budget[@]}" "$@" < /dev/null > /dev/null 2>&1 &
+    echo $! > "$STATE/pid"
+    date +%s > "$STATE/started"
+    sleep 2 && echo "detached study started (pid $(cat "$STATE/pid")): $*"
+    cat "$STATE/study.log" 2>/dev/null && wc -c < "$STATE/study.log" > "$STATE/seen"
+    ;;
+  wait)
+    [ -d "$STATE" ] || { echo "no detached study on this machine (tools/h100.sh detach)"; exit 2; }
+    deadline=$((SECONDS + ${1:-540}))
+    while [ ! -f "$STATE/rc" ] && [ $SECONDS -lt $deadline ]; do sleep 5; done
+    # only what was written since the last wait (the whole log stays in $STATE)
+    seen=$(cat "$STATE/seen" 2>/dev/null || echo 0)
+    tail -c +"$((seen + 1))" "$STATE/study.log" | grep -v "Kernel is running over TCP"
+    wc -c < "$STATE/study.log" > "$STATE/seen"
+    echo "--- $(( $(date +%s) - $(cat "$STATE/started") )) s since the study started"
+    if [ ! -f "$STATE/rc" ]; then
+      echo "still running: call tools/h100.sh wait again within the machine's idle limit"; exit 75
+    fi
+    cp "$STATE/study.log" "$OUT/study.log"
+    "$0" pack "${PACK:-study}"
+    exit "$(cat "$STATE/rc")"
     ;;
   test)
     # the study's compile caches: the tests' engines (same arguments) start warm
