@@ -236,6 +236,14 @@ def test_window_table_and_sum_check_by_hand():
     # kernels longer than the measured step: no estimate
     short = table.window_summary(rows, 2, 200, measured_step_s=40e-6, roofline_step_s=25e-6, tolerance_pct=5)
     assert short["host_ms"] != short["host_ms"]
+    assert off["profiler_cost_basis"] == "sweep" and off["unprofiled_step_ms"] != off["unprofiled_step_ms"]
+    # the same batch's unprofiled steps took 80 us: the profiler's own cost is 100/80 - 1 = +25%,
+    # and the anatomy's batch ran 11% faster than the sweep's runs (80 vs 90 us), apart from it
+    own = table.window_summary(rows, 2, 200, measured_step_s=90e-6, roofline_step_s=25e-6, tolerance_pct=5,
+                               unprofiled_step_s=80e-6)
+    assert own["profiler_cost_basis"] == "unprofiled steps" and own["profiler_cost_pct"] == pytest.approx(25)
+    assert own["window_vs_sweep_pct"] == pytest.approx(100 * (80 - 90) / 90)
+    assert own["host_ms"] == pytest.approx(0.040)  # still the measured step's: the notebooks explain the sweep
 
 
 def test_the_verdict_reads_the_measured_steps_idle_not_the_profiled_one():

@@ -175,6 +175,18 @@ def test_step_anatomy_accounts_for_each_profiled_step(checked):
         assert s["roles"] == "assigned"
         assert s["measured_step_ms"] > 0 and s["sum_check"] in ("ok", "off")
         assert 0 < s["idle_share"] < 1
+    # the batch's other decode steps, timed without the profiler: 64 tokens are the prefill's
+    # first and 63 decode steps; 27 skipped (skip = (64 - 8) // 2 - 1) give 27 periods up to
+    # the window's first step, the window annotates steps 28-36, and steps 37-63 give 26: 53.
+    # Batch 2's requests may be admitted a step apart: then its first and last steps are not
+    # the whole batch's decode steps (52 on 2026-12-06)
+    n = windows.set_index("batch")["unprofiled_steps"]
+    assert n[1] == 53 and 51 <= n[2] <= 53, n
+    for (_, s), (_, w) in zip(summary.iterrows(), windows.sort_values("batch").iterrows()):
+        assert s["profiler_cost_basis"] == "unprofiled steps"
+        # the host's step period is the batch's time per token as its client saw it (the
+        # batch's TPOT also holds its 9 profiled steps of 63: within 10%; 2026-12-06: 3% and 2%)
+        assert s["unprofiled_step_ms"] == pytest.approx(1e3 * w["batch_tpot_s"], rel=0.10), (s["batch"], w["batch_tpot_s"])
     per_step = events.groupby(["batch", "role"]).size() / 8
     for b in (1, 2):
         # tiny-qwen2: 2 layers, so 2 of each layer GEMM and one lm_head per step

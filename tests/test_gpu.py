@@ -83,6 +83,8 @@ def test_step_anatomy_reads_the_gpus_kernels(engines):
     assert set(windows["device"]) == {"cuda"}
     # the host's step marks only (CUDA copies each onto the GPU's timeline: 8087ffd read 32 steps as 65)
     assert (windows["window_steps"] == windows["steps"]).all(), windows[["batch", "steps", "window_steps"]]
+    # the batch's steps around the window, timed without the profiler: the profiler's cost is its own
+    assert (windows["unprofiled_steps"] > 0).all(), windows[["batch", "unprofiled_steps"]]
     summary, parts, events = anatomy_report.analyse(study)
     for _, w in summary.iterrows():
         assert w["roles"] == "assigned", (w["model"], w["batch"], w["roles"])
@@ -90,6 +92,7 @@ def test_step_anatomy_reads_the_gpus_kernels(engines):
         # the device's idle share of the measured step; the profiled one may exceed it (the profiler's
         # host work: 6690548's H100 study, Llama batch 16, 2.14 ms idle in a 1.84 ms measured step)
         assert w["measured_step_ms"] > 0 and 0 <= w["host_share"] < 1, (w["model"], w["batch"])
+        assert w["profiler_cost_basis"] == "unprofiled steps" and w["unprofiled_step_ms"] > 0
     lm = events[events["role"] == "lm_head"].groupby(["model", "batch"]).size()
     steps = events.groupby(["model", "batch"])["steps"].first()
     # (the GPU runs behind the host's step marks: a window may clip one lm_head at an edge)

@@ -71,7 +71,8 @@ def window_rows(events: pd.DataFrame, steps: int, wall_us: float, bounds_s: dict
 
 
 def window_summary(rows: pd.DataFrame, steps: int, wall_us: float, measured_step_s: float,
-                   roofline_step_s: float, tolerance_pct: float) -> dict[str, Any]:
+                   roofline_step_s: float, tolerance_pct: float,
+                   unprofiled_step_s: float = float("nan")) -> dict[str, Any]:
     """The window's totals from its ``window_rows``.
 
     ``idle_ms`` is the profiled window's device idle time. The profiler's own host work
@@ -82,7 +83,13 @@ def window_summary(rows: pd.DataFrame, steps: int, wall_us: float, measured_step
     step is estimated as the measured step less the kernels' time (``host_ms``; none when
     the kernels alone exceed it, as a profiler that slowed them would make them), and the
     profiler's cost (``profiler_cost_pct``) is reported; the sum check compares the
-    profiled classes + idle with the measured step, so it shows that cost."""
+    profiled classes + idle with the measured step, so it shows that cost.
+
+    ``unprofiled_step_s``: the same batch's decode steps around the window, timed by
+    the host without the profiler (windows recorded before it was: nan). Against it
+    the profiler's cost is its own, apart from the spread between the sweep's runs
+    and the anatomy's batch (``window_vs_sweep_pct``, which then says how well the
+    profiled batch stands for the sweep)."""
     parts = rows[rows["part"].isin([*CLASSES, "idle"])]
     classes = parts[parts["part"] != "idle"]
     idle_ms = float(parts.loc[parts["part"] == "idle", "ms_per_step"].sum())
@@ -94,6 +101,9 @@ def window_summary(rows: pd.DataFrame, steps: int, wall_us: float, measured_step
     classes_ms = float(classes["ms_per_step"].sum())
     profiled_ms = wall_us * 1e-3 / steps
     host_ms = measured_ms - classes_ms if measured_ms and measured_ms >= classes_ms else float("nan")
+    unprofiled_ms = 1e3 * unprofiled_step_s
+    own = unprofiled_ms == unprofiled_ms and unprofiled_ms > 0  # not nan
+    baseline_ms = unprofiled_ms if own else measured_ms
     return {
         "steps": steps,
         "profiled_step_ms": profiled_ms,
@@ -103,7 +113,10 @@ def window_summary(rows: pd.DataFrame, steps: int, wall_us: float, measured_step
         "idle_share": idle_ms / measured_ms if measured_ms else float("nan"),
         "host_ms": host_ms,
         "host_share": host_ms / measured_ms if measured_ms else float("nan"),
-        "profiler_cost_pct": 100 * (profiled_ms - measured_ms) / measured_ms if measured_ms else float("nan"),
+        "unprofiled_step_ms": unprofiled_ms,
+        "window_vs_sweep_pct": 100 * (unprofiled_ms - measured_ms) / measured_ms if measured_ms else float("nan"),
+        "profiler_cost_basis": "unprofiled steps" if own else "sweep",
+        "profiler_cost_pct": 100 * (profiled_ms - baseline_ms) / baseline_ms if baseline_ms else float("nan"),
         "sum_ms": sum_ms,
         "sum_diff_pct": diff,
         "sum_check": ("ok" if abs(diff) <= tolerance_pct else "off") if diff == diff else "no measured step",

@@ -9,8 +9,10 @@ CPU and CUDA workers, and vLLM releases, keep different ones.
 
 from __future__ import annotations
 
+import statistics
+import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -59,6 +61,20 @@ class _Anatomy:
     state: str = "armed"  # armed -> on -> done | interrupted
     profiler: Any = None
     error: str | None = None
+    # Host periods (s) between consecutive unprofiled decode steps of the same batch,
+    # before and after the window: the profiled steps' own baseline, same process,
+    # batch and context, so the profiler's cost is not confounded with the run-to-run
+    # spread of the sweep's step (10-30% between processes on the lent H100).
+    unprofiled: list[float] = field(default_factory=list)
+    last_start: float | None = None
+
+    def time_step(self, decode: bool) -> None:
+        """Count the period since the last unprofiled decode step of the batch (a
+        step of another shape in between breaks the chain)."""
+        now = time.perf_counter()
+        if decode and self.last_start is not None:
+            self.unprofiled.append(now - self.last_start)
+        self.last_start = now if decode else None
 
 
 def _is_decode_of(scheduler_output: Any, batch: int) -> bool:
@@ -89,13 +105,19 @@ class SlmstudyWorkerExtension:
 
     def _slmstudy_step(self, scheduler_output: Any, *args: Any, **kwargs: Any) -> Any:
         st = getattr(self, "_slmstudy_anatomy", None)
-        if st is None or st.state in ("done", "interrupted"):
+        if st is None or st.state == "interrupted":
             return self._slmstudy_execute(scheduler_output, *args, **kwargs)
         decode = _is_decode_of(scheduler_output, st.batch)
+        if st.state == "done":
+            st.time_step(decode)
+            return self._slmstudy_execute(scheduler_output, *args, **kwargs)
         if st.state == "armed":
+            st.time_step(decode)
             if decode:
                 st.seen += 1
                 if st.seen == st.skip + 1:
+                    # this step's period is the window's: the chain restarts after it
+                    st.last_start = None
                     self._slmstudy_profiler_start(st)
             if st.state != "on":
                 return self._slmstudy_execute(scheduler_output, *args, **kwargs)
@@ -146,7 +168,10 @@ class SlmstudyWorkerExtension:
             return {"state": "not armed"}
         self._slmstudy_anatomy = None
         out = {"state": st.state, "error": st.error, "decode_steps_seen": st.seen, "annotated": st.annotated,
-               "trace_path": None, "device": "cuda" if st.profiler is not None and _cuda() else "cpu"}
+               "trace_path": None, "device": "cuda" if st.profiler is not None and _cuda() else "cpu",
+               "unprofiled_steps": len(st.unprofiled),
+               "unprofiled_step_us": 1e6 * float(sum(st.unprofiled)) / len(st.unprofiled) if st.unprofiled else None,
+               "unprofiled_step_us_median": 1e6 * statistics.median(st.unprofiled) if st.unprofiled else None}
         if st.state == "armed":
             out["error"] = f"the window never began: {st.seen} decode steps of batch {st.batch}, {st.skip + 1} needed"
         if st.state == "on":

@@ -252,7 +252,8 @@ async def step_anatomy(engine: Any, seed: int, check: AnatomyCheck, vocab: int, 
             journal.write("anatomy", **record, state="failed", error=f"{type(exc).__name__}: {exc}")
             continue
         record.update(state=got.get("state"), error=got.get("error"), batch_wall_s=r["wall_s"],
-                      batch_tpot_s=float(np.nanmean([q["tpot_s"] for q in r["requests"]])))
+                      batch_tpot_s=float(np.nanmean([q["tpot_s"] for q in r["requests"]])),
+                      **{k: got.get(k) for k in ("unprofiled_steps", "unprofiled_step_us", "unprofiled_step_us_median")})
         if got.get("trace_path"):
             try:
                 window, events = anatomy_trace.device_events(anatomy_trace.load(Path(got["trace_path"])))

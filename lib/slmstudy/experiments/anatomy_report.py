@@ -59,8 +59,9 @@ def analyse(study: Any, tolerance_pct: float = 5.0) -> tuple[pd.DataFrame, pd.Da
         roof = roofline.step_bounds(w["model"], w["precision"], int(w["batch"]), context, lim)["t_step_s"]
         measured = _measured_step_s(runs, w["model"], w["precision"], int(w["batch"]))
         rows = table.window_rows(ev, steps, wall, b, measured)
+        unprofiled = 1e-6 * float(w.get("unprofiled_step_us") if pd.notna(w.get("unprofiled_step_us")) else np.nan)
         summaries.append({**base, "device": w.get("device"), "context": context, "roles": note or "assigned",
-                          **table.window_summary(rows, steps, wall, measured, roof, tolerance_pct)})
+                          **table.window_summary(rows, steps, wall, measured, roof, tolerance_pct, unprofiled)})
         parts.append(rows.assign(**key))
         classified.append(ev.assign(**key, steps=steps))
     summary = pd.DataFrame(summaries)
@@ -222,8 +223,17 @@ def _idle_words(r: pd.Series) -> str:
     h = r.get("host_ms")
     if h is not None and h == h:
         return (f"{h:.2f} ms: the measured step less the kernels' {r['classes_ms']:.2f} ms; profiled, the "
-                f"step idles {r['idle_ms']:.2f} ms, the profiler's own cost {r['profiler_cost_pct']:+.0f}%")
+                f"step idles {r['idle_ms']:.2f} ms, the profiler's own cost {r['profiler_cost_pct']:+.0f}%"
+                + _basis_words(r))
     return f"{r['idle_ms']:.2f} ms in the profiled window: its kernels take longer than the measured step"
+
+
+def _basis_words(r: pd.Series) -> str:
+    """What the profiler's cost was measured against."""
+    if r.get("profiler_cost_basis") == "unprofiled steps":
+        return (f" against the same batch's unprofiled steps ({r['unprofiled_step_ms']:.2f} ms; "
+                f"{r['window_vs_sweep_pct']:+.0f}% against the sweep's)")
+    return " against the sweep's step (this window's batch was not timed apart)"
 
 
 def explain(summary: pd.DataFrame, parts: pd.DataFrame, by: str = "model", order: list[str] | None = None) -> str:

@@ -73,15 +73,17 @@ def anatomy_limitations() -> list[str]:
             continue
         longer, shorter = off[off["profiler_cost_pct"] > 0], off[off["profiler_cost_pct"] < 0]
         said = []
+        own = "profiler_cost_basis" in off and (off["profiler_cost_basis"] == "unprofiled steps").all()
+        basis = "the same batch's unprofiled steps" if own else "the sweep's step"
         if len(longer):
             c = longer["profiler_cost_pct"]
             said.append(f"in {len(longer)} the profiler's own host work lengthens a profiled step by {c.min():+.0f}% "
-                        f"to {c.max():+.0f}% (median {c.median():+.0f}%), all of it device idle time (the kernels' "
-                        "times are the device's)")
+                        f"to {c.max():+.0f}% (median {c.median():+.0f}%) against {basis}, all of it device idle "
+                        "time (the kernels' times are the device's)")
         if len(shorter):
             said.append(f"in {len(shorter)} the profiled step is the shorter (down to "
                         f"{shorter['profiler_cost_pct'].min():+.0f}%): the host was faster during the window than "
-                        "during the sweep")
+                        f"during {'the steps around it' if own else 'the sweep'}")
         out.append(f"* **The step anatomy's sum check** (`{nb}`): classes + idle are within 5% of the measured "
                    f"step in {len(s) - len(off)} of {len(s)} windows; " + "; ".join(said) + ". The verdicts "
                    "therefore read the measured step less the kernels' time (`host_share`), an estimate that holds "

@@ -235,6 +235,10 @@ COLUMNS: dict[str, Column] = {
                      "window", ("anatomy",)),
     "batch_tpot_s": Column("profiled batch's time per token", "s", "time per output token of the profiled batch "
                            "itself (profiler running for part of it)", ("anatomy",)),
+    "unprofiled_steps": Column("unprofiled steps timed", "", "periods between consecutive decode steps of the "
+                               "batch outside the window (the host's clock, no profiler)", ("anatomy",)),
+    "unprofiled_step_us": Column("unprofiled step", "us", "their mean", ("anatomy",)),
+    "unprofiled_step_us_median": Column("unprofiled step (median)", "us", "their median", ("anatomy",)),
     "part": Column("part of the step", "", "a kernel class (gemm, attention, elementwise, act_quant, sampling, "
                    "memcpy, other), idle, or a GEMM's layer role (gemm:qkv, ...)", (A,)),
     "ms_per_step": Column("time per step", "ms", "the part's summed durations in the window over its steps", (A,)),
@@ -254,7 +258,15 @@ COLUMNS: dict[str, Column] = {
                       "kernels' time; empty where the kernels exceed it", (A,)),
     "host_share": Column("host wait share", "", "host_ms over the measured step: what the verdict's rule reads",
                          (A,)),
-    "profiler_cost_pct": Column("profiler cost", "%", "profiled step / measured step - 1", (A,)),
+    "unprofiled_step_ms": Column("unprofiled step", "ms", "mean host period of the same batch's decode steps "
+                                 "before and after the window, without the profiler (nan for windows recorded "
+                                 "before it was timed)", (A,)),
+    "window_vs_sweep_pct": Column("anatomy batch vs sweep", "%", "unprofiled step / measured step - 1: how well "
+                                  "the profiled batch stands for the sweep's runs", (A,)),
+    "profiler_cost_basis": Column("profiler cost against", "", "unprofiled steps (the same batch) or sweep "
+                                  "(windows without unprofiled steps)", (A,)),
+    "profiler_cost_pct": Column("profiler cost", "%", "profiled step / unprofiled step - 1 (or / measured step "
+                                "- 1 where the basis is the sweep)", (A,)),
     "sum_ms": Column("classes + idle", "ms", "what the anatomy accounts for per step", (A,)),
     "sum_diff_pct": Column("sum vs measured", "%", "(classes + idle) / measured step - 1", (A,)),
     "sum_check": Column("sum check", "", "ok within anatomy.sum_tolerance_pct, else off", (A,)),
