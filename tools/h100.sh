@@ -24,6 +24,11 @@ export PYTHONPATH=/root/site:$PWD/lib VLLM_USE_FLASHINFER_SAMPLER=0 HF_HUB_OFFLI
 export PYTHONUNBUFFERED=1 SLMSTUDY_CACHE_DIR=/root/slmstudy-cache
 STATE=${SLMSTUDY_DETACHED:-/root/study}  # a detached study's log, pid and exit code
 
+# the copy has no .git: every row must name the commit that was sent (40 hex digits)
+need_commit() {
+  : "${SLMSTUDY_GIT_COMMIT:?set SLMSTUDY_GIT_COMMIT to the commit of this tree: git rev-parse HEAD where it was sent from}"
+}
+
 step=${1:?step}; shift
 case "$step" in
   setup)
@@ -59,8 +64,7 @@ PY
     ;;
   study)
     rc=0
-    # the copy has no .git: every row must name the commit that was sent (40 hex digits)
-    : "${SLMSTUDY_GIT_COMMIT:?set SLMSTUDY_GIT_COMMIT to the commit of this tree: git rev-parse HEAD where it was sent from}"
+    need_commit
     # No new measurement after START_BUDGET s, so none is cut off by the call's limit;
     # the next call resumes the plan, and the notebooks run once it is complete.
     timeout -s TERM "${RUN_TIMEOUT:-570}" python3 -m slmstudy run --profile gpu --start-budget "${START_BUDGET:-340}" "$@" 2>&1 \
@@ -70,7 +74,7 @@ PY
     exit $rc
     ;;
   detach)
-    : "${SLMSTUDY_GIT_COMMIT:?set SLMSTUDY_GIT_COMMIT to the commit of this tree: git rev-parse HEAD where it was sent from}"
+    need_commit
     # A call's processes end with it unless they start a session of their own: the
     # study then runs on between calls (the machine stays while calls follow within
     # its idle limit), and no job or notebook waits for a call boundary: no import

@@ -102,7 +102,7 @@ def window_summary(rows: pd.DataFrame, steps: int, wall_us: float, measured_step
     profiled_ms = wall_us * 1e-3 / steps
     host_ms = measured_ms - classes_ms if measured_ms and measured_ms >= classes_ms else float("nan")
     unprofiled_ms = 1e3 * unprofiled_step_s
-    own = unprofiled_ms == unprofiled_ms and unprofiled_ms > 0  # not nan
+    own = unprofiled_ms > 0  # False for nan: a window recorded before the steps were timed
     baseline_ms = unprofiled_ms if own else measured_ms
     return {
         "steps": steps,

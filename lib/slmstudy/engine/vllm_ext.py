@@ -170,7 +170,7 @@ class SlmstudyWorkerExtension:
         out = {"state": st.state, "error": st.error, "decode_steps_seen": st.seen, "annotated": st.annotated,
                "trace_path": None, "device": "cuda" if st.profiler is not None and _cuda() else "cpu",
                "unprofiled_steps": len(st.unprofiled),
-               "unprofiled_step_us": 1e6 * float(sum(st.unprofiled)) / len(st.unprofiled) if st.unprofiled else None,
+               "unprofiled_step_us": 1e6 * statistics.fmean(st.unprofiled) if st.unprofiled else None,
                "unprofiled_step_us_median": 1e6 * statistics.median(st.unprofiled) if st.unprofiled else None}
         if st.state == "armed":
             out["error"] = f"the window never began: {st.seen} decode steps of batch {st.batch}, {st.skip + 1} needed"

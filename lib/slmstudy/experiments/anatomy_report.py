@@ -59,7 +59,8 @@ def analyse(study: Any, tolerance_pct: float = 5.0) -> tuple[pd.DataFrame, pd.Da
         roof = roofline.step_bounds(w["model"], w["precision"], int(w["batch"]), context, lim)["t_step_s"]
         measured = _measured_step_s(runs, w["model"], w["precision"], int(w["batch"]))
         rows = table.window_rows(ev, steps, wall, b, measured)
-        unprofiled = 1e-6 * float(w.get("unprofiled_step_us") if pd.notna(w.get("unprofiled_step_us")) else np.nan)
+        us = w.get("unprofiled_step_us")  # absent or None: the window's steps were not timed
+        unprofiled = 1e-6 * float(us) if pd.notna(us) else np.nan
         summaries.append({**base, "device": w.get("device"), "context": context, "roles": note or "assigned",
                           **table.window_summary(rows, steps, wall, measured, roof, tolerance_pct, unprofiled)})
         parts.append(rows.assign(**key))

@@ -17,10 +17,10 @@ import pandas as pd
 
 from .. import paths
 from .anatomy import anatomy_limitations, anatomy_lines
-from .common import link, reference_dir
+from .common import reference_dir
 from .lines import (batch_lines, claims_lines, compare_lines, crosscheck_lines, edge_lines, energy_lines, layer_lines,
                     model_lines, precision_lines, provenance_line, serving_lines)
-from .timing import study_minutes, time_split, timing_lines, untimed, where_ran
+from .timing import study_minutes, time_split, timing_limitation, timing_lines
 
 __all__ = ["files", "render", "study_minutes", "time_split"]
 
@@ -54,17 +54,7 @@ def claims_doc() -> str:
 
 def limitations_block() -> str:
     """Targets the references missed, stated with the measured number."""
-    lines = []
-    path = reference_dir() / "study_timing.csv"
-    if path.exists():
-        t = pd.read_csv(path)
-        total, jobs, nbs = study_minutes(t)
-        if total >= 15:
-            lines.append(f"* **The GPU study takes {total:.1f} min**{where_ran(t, jobs, nbs)}{untimed(nbs)}, over the 15-minute "
-                         f"target. Where the time goes ({link(path)}): {time_split(jobs, nbs)}. Each part is a "
-                         "measurement the gpu profiles ask for (the cold starts are 01's; each precision compiles "
-                         "its own graphs); the opt-in layers are not in it.")
-    lines += anatomy_limitations()
+    lines = timing_limitation() + anatomy_limitations()
     return "\n".join(lines) + ("\n" if lines else "")
 
 

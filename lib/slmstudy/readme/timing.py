@@ -74,3 +74,18 @@ def timing_lines() -> list[str]:
             f"{len(nbs)} notebooks; vLLM imports and engine starts {start / 60:.1f} min of it. "
             f"{link(path)} splits each job into launch, vLLM import, engine start (weight loading, "
             "`torch.compile`, CUDA graphs), measuring and teardown."]
+
+
+def timing_limitation() -> list[str]:
+    """The study's time where it is over the 15-minute target, with where it goes."""
+    path = reference_dir() / "study_timing.csv"
+    if not path.exists():
+        return []
+    t = pd.read_csv(path)
+    total, jobs, nbs = study_minutes(t)
+    if total < 15:
+        return []
+    return [f"* **The GPU study takes {total:.1f} min**{where_ran(t, jobs, nbs)}{untimed(nbs)}, over the 15-minute "
+            f"target. Where the time goes ({link(path)}): {time_split(jobs, nbs)}. Each part is a "
+            "measurement the gpu profiles ask for (the cold starts are 01's; each precision compiles "
+            "its own graphs); the opt-in layers are not in it."]
