@@ -170,6 +170,16 @@ def test_guidellm_result_becomes_a_level_row_in_seconds():
     assert row["output_tok_s"] == 48.0 and row["req_s"] == 3.0
     assert row["ttft_p90_s"] == pytest.approx(0.050) and row["tpot_p50_s"] == pytest.approx(0.0075)
     assert row["e2e_p99_s"] == pytest.approx(0.2) and "itl_p50_s" not in row
+    assert row["requests_in_stats"] == 6
+    # its scheduler made 4 and completed 4, its statistics hold 2 (a result CI produced on
+    # 2026-12-06): the row counts what was made, the rates are over the 2 counted
+    data["benchmarks"][0].update(scheduler_metrics={"requests_made": {"successful": 4, "errored": 0,
+                                                                      "incomplete": 0, "total": 4}})
+    data["benchmarks"][0]["metrics"].update(request_totals={"successful": 2, "errored": 0, "incomplete": 0, "total": 2},
+                                            output_token_count=dist(8, 8, 8, 8, total=16))
+    row = guidellm_run.row_from_result(data)
+    assert (row["requests"], row["completed"], row["errors"], row["requests_in_stats"]) == (4, 4, 0, 2)
+    assert row["output_tok_s"] == 8.0 and row["req_s"] == 1.0
 
 
 def test_guidellm_command_sends_our_prompts_lengths_and_temperature(tmp_path):

@@ -256,7 +256,11 @@ def test_crosscheck_with_vllm_bench_serve_and_guidellm_takes_turns_on_the_same_p
     for (rnd, level), g in df.groupby(["round", "level"]):
         assert tuple(g.sort_values("t0")["tool"]) == check.order(rnd, [1.0, 2.0].index(level))
     # every tool completed every request with exactly the asked-for tokens, the same prompts (16 words each)
-    assert (df["completed"] == 4).all() and (df["output_tokens"] == 4 * OUT).all()
+    assert (df["completed"] == 4).all()
+    # GuideLLM's statistics cover the requests ending inside its window (all of them, unless
+    # one ended with the last: CI once counted 2 of 4): exact token counts over those
+    counted = df["requests_in_stats"].fillna(df["completed"]) if "requests_in_stats" in df else df["completed"]
+    assert (counted > 0).all() and (df["output_tokens"] == counted * OUT).all()
     assert (df["prompt_tokens"] == 4 * 16).all()
     for q in ("ttft_p50_s", "ttft_p90_s", "tpot_p50_s", "output_tok_s"):
         assert (df[q] > 0).all(), q

@@ -185,6 +185,9 @@ COLUMNS: dict[str, Column] = {
     "pairs": Column("pairs", "", "ABBA pairs measured", (A,)),
     "tool": Column("tool", "", "serving cross-check: slmstudy (our client), bench_serve (vllm bench serve) or "
                    "guidellm (GuideLLM); in the analysis, the tool ours is compared with", ("serve_crosscheck", A)),
+    "requests_in_stats": Column("requests in its statistics", "requests", "GuideLLM: the completed requests "
+                                "its statistics cover (those ending inside its measured window; its rates and "
+                                "percentiles are over these)", ("serve_crosscheck",)),
     "slmstudy": Column("ours", "", "our client's figure, median over rounds (unit of the figure)", (A,)),
     "other": Column("theirs", "", "the other tool's figure, median over rounds (unit of the figure)", (A,)),
     "rounds": Column("rounds", "", "rounds with both sides measured", (A,)),

@@ -165,7 +165,7 @@ def load_metrics(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     return samples, cost
 
 
-CROSSCHECK_COLUMNS = ["round", "tool", "mode", "level", "status", "error", "requests", "completed", "errors",
+CROSSCHECK_COLUMNS = ["round", "tool", "mode", "level", "status", "error", "requests", "completed", "errors", "requests_in_stats",
                      "duration_s", "output_tok_s", "req_s", "output_tokens", "prompt_tokens",
                      *[f"{q}_{k}" for q in ("ttft", "itl", "tpot", "e2e") for k in ("mean_s", "p50_s", "p90_s", "p99_s")],
                      "t0", "t1", "command"]
