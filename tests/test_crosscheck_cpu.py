@@ -7,11 +7,13 @@ A/B: streamed, token-timed runs against final-output-only runs, ABBA."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
 from slmstudy.experiments import batch_scaling
 from slmstudy.experiments.registry import open_study
+from slmstudy.measure import executor
 from slmstudy.platform import detect
 
 pytestmark = [
@@ -23,6 +25,19 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def checked(module_project):
+    # as on a GPU: each job's successor (bench processes included) imports vLLM beside it
+    prefetch = os.environ.get(executor.PREFETCH_ENV)
+    os.environ[executor.PREFETCH_ENV] = "on"
+    try:
+        yield _checked()
+    finally:
+        if prefetch is None:
+            os.environ.pop(executor.PREFETCH_ENV)
+        else:
+            os.environ[executor.PREFETCH_ENV] = prefetch
+
+
+def _checked():
     study = open_study("03_batch_scaling", profile="cpu", overrides={
         "models": ["tiny-qwen2"],
         # 64 tokens per run: bench latency's measured window (3 runs) spans several telemetry samples
@@ -46,6 +61,25 @@ def test_rounds_are_fresh_engines_with_the_same_arguments(checked):
     second = runs[runs["config"] == engines["config"].iloc[1]]
     # a later round measures the cross-check points alone
     assert set(second["point"]) == {"crosscheck_b1", "crosscheck_b2"}
+
+
+def test_bench_processes_imported_vllm_beside_the_job_before(checked):
+    """Each job after the first measuring one was a standby that imported vLLM beside the
+    job before it (the machine probe has the host to itself); the job before records how
+    long that import ran beside it, and `vllm bench` ran from the standby as from its CLI
+    (the other tests here check its numbers)."""
+    study, _, _ = checked
+    bench = study.table("bench").sort_values("finished_at")
+    # the plan's first measuring job is round 1's bench throughput: nothing imported before it
+    assert list(bench["vllm_import_prefetched"]) == [False] + [True] * 5, bench[["tool", "round", "batch"]]
+    assert (bench["vllm_import_s"].iloc[1:] > 1).all()  # vLLM's import takes seconds, even here
+    timing = study.table("timing").set_index("job")
+    for _, b in bench.iterrows():
+        # every bench job had the next job's standby beside it (the last is followed by an engine)
+        t = timing.loc[b["config"]]
+        assert t["beside_import_s"] > 1 and t["beside_import_held_s"] >= 0, t
+        if b["tool"] == "latency":  # its measured window: the iterations vLLM timed
+            assert t["measure_s"] == pytest.approx(b["window_t1"] - b["window_t0"])
 
 
 def test_bench_latency_runs_just_before_each_engine(checked):

@@ -41,14 +41,15 @@ def sweep(module_project):
     engine = good.engine.engine.model_copy(update={"max_model_len": 4096, "extra_args": {"kv_cache_memory_bytes": 1 << 20}})
     bad = good.model_copy(update={"engine": good.engine.model_copy(update={"engine": engine})})
     # prefetch: the good job's worker imports vLLM beside the bad one (on by default on a GPU only)
-    first = {o.key: o for o in executor.execute([bad, good], study.pool, prefetch=True)}
-    second = {o.key: o for o in executor.execute([bad, good], study.pool)}
+    outcomes = executor.execute([bad, good], study.pool, prefetch=True)
+    first = {o.key: o for o in outcomes}
+    second = {o.key: o for o in executor.execute([bad, good], study.pool)}  # without standbys
     study.run()  # copies the good job's rows into the run folder
-    return study, good, bad, first, second
+    return study, good, bad, first, second, outcomes[0].timing
 
 
 def test_failed_job_is_recorded_with_vllm_root_cause(sweep):
-    study, good, bad, first, _ = sweep
+    study, good, bad, first, *_ = sweep
     assert bad.key == good.key  # same key, other engine arguments: another pool entry
     assert len(first) == 1  # one key for both: the second run of it was the good engine
     status = json.loads((study.pool.entry(bad).dir / "status.json").read_text())
@@ -63,7 +64,7 @@ def test_sweep_goes_on_after_a_failure(sweep):
 
 
 def test_rerun_reuses_done_and_retries_failed(sweep):
-    study, good, bad, first, second = sweep
+    study, good, bad, first, second, _ = sweep
     statuses = [o.status for o in executor.execute([bad, good], study.pool)]
     assert statuses == ["failed", "skipped"]  # tried again, failed again; the good one reused
 
@@ -160,7 +161,7 @@ def test_telemetry_is_aligned_with_phases(sweep):
 
 
 def test_next_engine_worker_imported_vllm_beside_the_job_before(sweep):
-    study, good, bad, first, _ = sweep
+    study, good, bad, first, *_ = sweep
     records = journal.read(first[good.key].entry / "events.jsonl")
     engine = next(r for r in records if r["type"] == "engine")
     assert engine["import_prefetched"] is True and engine["import_s"] > 1  # vLLM's import is seconds, even here
@@ -176,6 +177,17 @@ def test_next_engine_worker_imported_vllm_beside_the_job_before(sweep):
     assert not any(r.get("import_prefetched") for r in journal.read(bad_dir / "events.jsonl"))
     assert "stood by for this job" not in (bad_dir / "engine.log").read_text()
     assert not procs._LIVE  # no standby left waiting
+    # what ran beside the failed job: the good job's standby, whose import interval (its
+    # mark) is the one its journal reports; the bad job never measured, so nothing was held
+    mark = json.loads((study.pool.root / ".standby" / f"{good.key}.log.imported").read_text())
+    assert mark["t1"] - mark["t0"] == pytest.approx(engine["import_s"], abs=0.01)
+    side = sweep[-1]  # the bad job's timing row from that first run
+    assert side["beside_import_held_s"] == 0
+    if side["beside_import_s"] < side["wall_s"]:  # the import ended inside the bad job: all of it was beside
+        assert engine["import_s"] - 0.1 <= side["beside_import_s"]
+    # the second run had no standby beside the bad job: nothing imported beside it
+    again = json.loads((bad_dir / "status.json").read_text())["timing"]
+    assert again["beside_import_s"] == 0 and again["beside_import_held_s"] == 0
 
 
 def test_an_unused_standby_is_sent_away(tmp_path):

@@ -74,10 +74,27 @@ def _throughput_command(job: BenchLatencyJob, out_json: Path, kwargs: dict[str, 
     ]
 
 
-def run(job: BenchLatencyJob, out: Path, cache_root: Path, tokenizer: str | None = None) -> RunResult:
+def env(job: BenchLatencyJob, cache_root: Path) -> dict[str, str]:
+    """The bench process's environment (its standby's too): the model's caches, the
+    precision's engine settings."""
+    return {**caches.env(cache_root), **engine_env(job.engine.precision, job.engine.engine)}
+
+
+STANDBY = [sys.executable, "-m", "slmstudy.engine.vllm_cli", "--standby", "bench"]
+
+
+def start_standby(job: BenchLatencyJob, cache_root: Path, log: Path) -> procs.Group:
+    """A process importing ``vllm bench``'s modules now, for ``run(job, ..., standby=)`` later."""
+    return procs.start_standby(STANDBY, log, env=env(job, cache_root))
+
+
+def run(job: BenchLatencyJob, out: Path, cache_root: Path, tokenizer: str | None = None,
+        standby: procs.Group | None = None) -> RunResult:
     """Run it into ``out``; ``bench.json`` holds vLLM's numbers, the command and the
     measured window (``window_t0``/``window_t1``, wall clock). ``tokenizer``: for
-    ``bench throughput`` with dummy weights, the generated tokenizer's folder."""
+    ``bench throughput`` with dummy weights, the generated tokenizer's folder.
+    ``standby``: from ``start_standby`` for this job, sent the command instead of
+    starting a process (vLLM's CLI unchanged, imported beforehand)."""
     clean(out)
     job_json = out / "vllm_bench.json"
     job_json.unlink(missing_ok=True)
@@ -93,17 +110,21 @@ def run(job: BenchLatencyJob, out: Path, cache_root: Path, tokenizer: str | None
         sampler.start()
         idle = sampler.idle_baseline(job.engine.telemetry.idle_baseline_s)
     try:
-        fin = procs.run_logged(cmd, out / "bench.log", job.timeout_s, env={**caches.env(cache_root), **engine_env(job.engine.precision, job.engine.engine)})
+        # the standby runs `vllm ARGV`: the arguments after our wrapper's module
+        go = json.dumps([cmd[cmd.index("bench"):], str(out / "bench.log")]).encode() + b"\n"
+        fin = procs.run_logged(cmd, out / "bench.log", job.timeout_s, env=env(job, cache_root),
+                               standby=standby, go=go)
     finally:
         if sampler is not None:
             sampler.stop()
+    log = (out / "bench.log").read_text(errors="replace")
     result: dict[str, Any] = {"command": " ".join(cmd), "returncode": fin.returncode, "seconds": fin.seconds,
-                              "telemetry": sampler is not None}
+                              "telemetry": sampler is not None, "vllm_import_prefetched": standby is not None,
+                              "vllm_import_s": procs.standby_import_s(log) if standby is not None else None}
     if idle:
         result.update(idle_t0=idle[0], idle_t1=idle[1], idle_state=f"before bench {job.tool} started")
     error = cause = None
     if fin.error or fin.returncode != 0 or not job_json.exists():
-        log = (out / "bench.log").read_text(errors="replace")
         error = fin.error or f"vllm bench {job.tool} {procs.describe_exit(fin.returncode)}"
         cause = fin.error or vllm_log.root_cause(log) or vllm_log.died_process(log) or error
         result["error"] = cause

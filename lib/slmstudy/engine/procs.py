@@ -67,6 +67,7 @@ def kill_group(pgid: int, grace_s: float = 10.0) -> int:
         return 0
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGTERM)
+        os.killpg(pgid, signal.SIGCONT)  # a stopped member (a held standby) acts on SIGTERM only once continued
     _, alive = psutil.wait_procs(members, timeout=grace_s)
     if alive:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -102,6 +103,7 @@ class Group:
     proc: subprocess.Popen[bytes]
     watchdog: subprocess.Popen[bytes]
     started: float
+    mark: Path | None = None  # a standby's import interval, once written (``mark_imported``)
 
     @property
     def pgid(self) -> int:
@@ -154,11 +156,15 @@ _STANDBY_LINE = "[slmstudy] vLLM imported in {s:.1f} s by this process while it 
 _STANDBY_RE = re.compile(r"\[slmstudy\] vLLM imported in ([0-9.]+) s by this process while it stood by")
 
 
-def receive_standby(log_for: Callable[[list[str]], Path], imported_s: float, what: str) -> list[str] | None:
+def receive_standby(log_for: Callable[[list[str]], Path], imported_s: float, what: str
+                    ) -> tuple[list[str], float] | None:
     """The standby's side of ``run_logged(..., standby=...)``: wait for the one line
     (a JSON list) that sends this process to work, from then on write stdout and
-    stderr to ``log_for(line)``, and say there how long the import beforehand took.
-    None when stdin is closed without a line (the job was not needed)."""
+    stderr to ``log_for(line)``, and say there how long the import beforehand took
+    (``imported_s`` is its wall time: less any time the executor held it stopped).
+    Returns the line and that import time; None when stdin is closed without a line
+    (the job was not needed)."""
+    imported_s = mark_imported(imported_s)
     line = sys.stdin.readline()
     if not line.strip():
         return None
@@ -170,7 +176,47 @@ def receive_standby(log_for: Callable[[list[str]], Path], imported_s: float, wha
     os.dup2(fd, 2)
     os.close(fd)
     print(_STANDBY_LINE.format(s=imported_s, what=what), flush=True)
-    return args
+    return args, imported_s
+
+
+# Where a standby says, the moment its import ends, when the import ran (wall clock):
+# the executor reads it to keep that import out of the job running beside it.
+MARK_ENV = "SLMSTUDY_STANDBY_MARK"
+
+
+def mark_imported(span_s: float) -> float:
+    """In a standby, right after its import (``span_s`` of wall time): write ``{"t0",
+    "t1", "held_s"}`` where ``start_standby`` asked, and return the import's own time,
+    the span less the seconds the executor held this process stopped (``held_s``,
+    which it writes to ``<mark>.held`` before continuing it: ``hold_written``)."""
+    path = os.environ.get(MARK_ENV)
+    if not path:
+        return span_s
+    try:
+        held = float(Path(path + ".held").read_text())
+    except (OSError, ValueError):
+        held = 0.0
+    now = time.time()
+    tmp = Path(path + ".tmp")
+    tmp.write_text(json.dumps({"t0": now - span_s, "t1": now, "held_s": held}))
+    tmp.replace(path)  # whole or absent: the executor polls it
+    return max(0.0, span_s - held)
+
+
+def hold_written(group: "Group", held_s: float) -> None:
+    """Before continuing a standby held stopped for ``held_s``: tell it (``mark_imported``)."""
+    if group.mark is not None:
+        group.mark.with_name(group.mark.name + ".held").write_text(f"{held_s:.3f}")
+
+
+def read_mark(group: "Group") -> dict[str, float] | None:
+    """The import interval a standby wrote (``mark_imported``), None until it has."""
+    if group.mark is None:
+        return None
+    try:
+        return json.loads(group.mark.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def standby_import_s(log: str) -> float | None:
@@ -181,8 +227,15 @@ def standby_import_s(log: str) -> float | None:
 
 def start_standby(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> Group:
     """Start ``cmd`` now, waiting on its stdin for the line that sends it to work
-    (``run_logged(..., standby=..., go=...)``); closing stdin without one ends it."""
-    return start_group(cmd, log, env, stdin=subprocess.PIPE)
+    (``run_logged(..., standby=..., go=...)``); closing stdin without one ends it.
+    Its import interval will be in ``group.mark`` (``mark_imported``)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    mark = log.with_name(log.name + ".imported")
+    mark.unlink(missing_ok=True)
+    mark.with_name(mark.name + ".held").unlink(missing_ok=True)
+    group = start_group(cmd, log, {**(env or {}), MARK_ENV: str(mark)}, stdin=subprocess.PIPE)
+    group.mark = mark
+    return group
 
 
 def run_logged(cmd: list[str], log_path: Path, timeout_s: float, env: dict[str, str] | None = None,

@@ -142,7 +142,6 @@ def record_group(out: Path) -> Callable[[procs.Group], None]:
 def start_standby(cache_root: Path, log: Path) -> procs.Group:
     """A worker process for a later engine job of the model whose caches are at
     ``cache_root``: it imports vLLM now and waits for ``run_engine_job(..., standby=)``."""
-    log.parent.mkdir(parents=True, exist_ok=True)
     return procs.start_standby([*WORKER, "--standby"], log, env=caches.env(cache_root))
 
 

@@ -85,6 +85,7 @@ START_COLUMNS = {
     "engine_start_s": "engine start (s)", "vllm_import_s": "import vLLM (s)",
     "weights_load_s": "weight load (s)", "compile_s": "torch.compile (s)",
     "graph_capture_s": "CUDA graphs (s)", "engine_start_energy_j": "start energy (J)",
+    "beside_import_s": "next job's import beside (s)",
 }
 
 
@@ -99,6 +100,10 @@ def startup(study: Study[Params]) -> pd.DataFrame:
     cfg = study.table("configs")
     if cfg.empty:
         return cfg
+    timing = study.table("timing")
+    if "beside_import_s" in timing:
+        # a start measured with another process importing vLLM beside it says for how long
+        cfg = cfg.merge(timing[["job", "beside_import_s"]].rename(columns={"job": "config"}), on="config", how="left")
     cols = [c for c in START_COLUMNS if c in cfg and cfg[c].notna().any()]
     out = cfg.assign(start=start_kind(cfg))[["model", "start", "status", *cols]].rename(columns=START_COLUMNS)
     return out.sort_values(["model", "start"]).reset_index(drop=True)

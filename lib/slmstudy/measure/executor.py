@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import sys
 import time
@@ -35,7 +36,7 @@ from ..results.environment import capture, identity, identity_label
 from ..results.pool import Entry, Pool
 from ..serving import server, session, tokenizer
 from ..serving.spec import ServeJob
-from . import slots
+from . import beside, slots
 
 Progress = Callable[[str], None]
 
@@ -72,7 +73,7 @@ def _probe(cmd: list[str], out: Path, result_file: str, timeout_s: float) -> Run
 def run_job(job: Job, out: Path, pool: Pool, standby: procs.Group | None = None
             ) -> tuple[RunResult, dict[str, pd.DataFrame]]:
     """Measure one job into ``out``; its raw files and tables (``standby``: a worker
-    that already imported vLLM, for an engine job)."""
+    that already imported vLLM, for an engine, bench or serve job)."""
     if isinstance(job, EngineJob):
         result = run_engine_job(job, out, pool.cache_root(job.engine.model), standby)
         return result, engine_tables.build(out, job, result)
@@ -81,7 +82,7 @@ def run_job(job: Job, out: Path, pool: Pool, standby: procs.Group | None = None
         if job.tool == "throughput":  # its random prompts are decoded text: dummy weights need our tokenizer
             e = job.engine
             tok = tokenizer.prepare(e.model, e.precision, e.weights, e.weights_path).tokenizer_path
-        result = bench_latency.run(job, out, pool.cache_root(job.engine.model), tok)
+        result = bench_latency.run(job, out, pool.cache_root(job.engine.model), tok, standby)
         return result, engine_tables.build_bench(out, job, result)
     if isinstance(job, ServeJob):
         result = session.run(job, out, pool.cache_root(job.engine.model), standby)
@@ -140,8 +141,9 @@ class NotMeasured(SlmstudyError):
 
 class Standbys:
     """Worker processes importing vLLM for the next engine job while the current job
-    runs (``engine.worker --standby``), and server processes for the next server job
-    (``engine.vllm_cli --standby``): a tenth of the GPU study was imports.
+    runs (``engine.worker --standby``), and server or ``vllm bench`` processes for the
+    next server or bench job (``engine.vllm_cli --standby server|bench``): a tenth of
+    the GPU study was imports, a quarter of a bench latency process.
 
     One is started only beside a job that starts an engine or a server (never
     beside a machine probe, which must have the host to itself), and only for a
@@ -153,14 +155,23 @@ class Standbys:
         self.pool, self.enabled = pool, enabled
         self.groups: dict[int, procs.Group] = {}
 
-    def prestart(self, index: int, job: Job) -> None:
+    def prestart(self, index: int, job: Job, current: Job | None = None, out: Path | None = None
+                 ) -> beside.ImportGuard | None:
+        """Start job ``index``'s standby beside ``current`` (measuring into ``out``); the
+        guard that holds its import out of ``current``'s measurement (``measure.beside``)."""
         if not self.enabled or index in self.groups:
-            return
+            return None
         log = self.pool.root / ".standby" / f"{job.key}.log"
         if isinstance(job, EngineJob):
             self.groups[index] = start_standby(self.pool.cache_root(job.engine.model), log)
         elif isinstance(job, ServeJob):
             self.groups[index] = server.start_standby(session.env(job, self.pool.cache_root(job.engine.model)), log)
+        elif isinstance(job, BenchLatencyJob):
+            self.groups[index] = bench_latency.start_standby(job, self.pool.cache_root(job.engine.model), log)
+        else:
+            return None
+        ready = beside.ready_signal(current, out) if current is not None and out is not None else None
+        return beside.ImportGuard(self.groups[index], ready) if ready is not None else None
 
     def take(self, index: int) -> procs.Group | None:
         return self.groups.pop(index, None)
@@ -175,6 +186,19 @@ class Standbys:
         self.groups.clear()
 
 
+PREFETCH_ENV = "SLMSTUDY_PREFETCH"
+
+
+def prefetching() -> bool:
+    """Whether standbys import vLLM beside the jobs: ``SLMSTUDY_PREFETCH`` on or off,
+    else (auto) on a CUDA machine, where an import is 13-26 s; on the CPU engine an
+    import beside a job shares the few cores it measures on."""
+    value = os.environ.get(PREFETCH_ENV, "auto").strip().lower()
+    if value not in ("on", "off", "auto"):
+        raise SlmstudyError(f"{PREFETCH_ENV}={value!r}: one of on, off, auto")
+    return value == "on" or (value == "auto" and detect().engine_kind == "cuda")
+
+
 def execute(jobs: list[Job], pool: Pool, reuse_older: bool = False, progress: Progress = print,
             start_budget_s: float | None = None, measure: bool = True, prefetch: bool | None = None,
             devices: Sequence[int] | None = None) -> list[Outcome]:
@@ -185,13 +209,13 @@ def execute(jobs: list[Job], pool: Pool, reuse_older: bool = False, progress: Pr
     plan with one line naming the path; its entry has no status, so the next run
     measures it again.
 
-    ``prefetch`` (default: on a CUDA machine) starts the next engine job's worker
+    ``prefetch`` (default: ``prefetching()``) starts the next engine job's worker
     beside the current job (``Standbys``). ``devices`` (GPU indices, or CPU cores on
     the CPU engine), when more than one: independent jobs run at once, each in a slot
     of its own (``measure.slots``)."""
     if devices is not None and len(devices) > 1 and measure:
         return _execute_slots(jobs, pool, reuse_older, progress, start_budget_s, tuple(devices))
-    standbys = Standbys(pool, detect().engine_kind == "cuda" if prefetch is None else prefetch)
+    standbys = Standbys(pool, prefetching() if prefetch is None else prefetch)
     try:
         return _execute(jobs, pool, reuse_older, progress, start_budget_s, measure, standbys)
     finally:
@@ -238,15 +262,20 @@ def _execute(jobs: list[Job], pool: Pool, reuse_older: bool, progress: Progress,
                 progress(f"{head}: not reusing {reason}")
             progress(f"{head}: running ...")
             t0 = time.monotonic()
+            guard = None
             if isinstance(job, (EngineJob, BenchLatencyJob, ServeJob)) and i < len(jobs):
                 nxt = jobs[i]  # the next job, if it will run: its worker imports vLLM beside this one
                 if id(nxt) in waiting and not spent():
-                    standbys.prestart(i, nxt)
-            result, tables = run_job(job, entry.dir, pool, standbys.take(i - 1))
+                    guard = standbys.prestart(i, nxt, job, entry.dir)
+            try:
+                result, tables = run_job(job, entry.dir, pool, standbys.take(i - 1))
+            finally:
+                # nothing imported beside a job that had no standby beside it
+                held = guard.finish() if guard is not None else {"beside_import_s": 0.0, "beside_import_held_s": 0.0}
             try:
                 write_text(entry.dir / "spec.json", dump(job) + "\n")  # what was asked, for every kind
                 env = env or capture()  # once per plan: it probes torch in a subprocess
-                split = {**timing.of_job(job.kind, entry.dir, result), "slot": slot_label()}
+                split = {**timing.of_job(job.kind, entry.dir, result), **held, "slot": slot_label()}
                 status = pool.record(entry, job, result, tables, ident, split, env)
             except OSError as exc:
                 raise NoSpace(f"cannot record {job.key}: {exc.strerror or exc} ({exc.filename or entry.dir}); "

@@ -76,9 +76,9 @@ COLUMNS: dict[str, Column] = {
     "status": Column("status", "", "ok, partial or failed", (C, L, B, T)),
     "root_cause": Column("root cause", "", "vLLM's own error, or how the process died", (C, B)),
     "engine_start_s": Column("engine start", "s", "AsyncLLM.from_engine_args until ready (import excluded)", (C, T)),
-    "vllm_import_s": Column("vLLM import", "s", "import of vLLM in the engine process", (C,)),
+    "vllm_import_s": Column("vLLM import", "s", "import of vLLM in the engine (or bench) process", (C, B)),
     "vllm_import_prefetched": Column("import beforehand", "", "True: a standby process imported vLLM while the "
-                                     "previous job ran, before it was sent this job", (C,)),
+                                     "previous job ran, before it was sent this job", (C, B)),
     "engine_core_start_method": Column("engine core start", "", "how a server's engine core process began: fork "
                                        "(from the API server, no second import of vLLM) or spawn", (C,)),
     "compile_s": Column("torch.compile", "s", "as vLLM logs it", (C, T)),
@@ -152,6 +152,10 @@ COLUMNS: dict[str, Column] = {
     "measure_s": Column("measuring", "s", "warm-ups, measured runs and checks (load levels for a server)", (T,)),
     "shutdown_s": Column("shutdown", "s", "engine shutdown", (T,)),
     "teardown_s": Column("teardown", "s", "after the worker's last record: process exit and device memory back", (T,)),
+    "beside_import_s": Column("import beside", "s", "the next job's standby importing vLLM while this job ran "
+                              "(inside its engine start: held once this job measured)", (T,)),
+    "beside_import_held_s": Column("standby held", "s", "how long that standby was stopped because this job "
+                                   "began measuring before its import ended", (T,)),
     # comparison
     "metric": Column("metric", "", "the column compared (comparison, serving cross-check)", (X, A)),
     "a_mean": Column("A", "", "mean of run A", (X,)),

@@ -260,6 +260,7 @@ def build_bench(out: Path, job: BenchLatencyJob, result: RunResult) -> dict[str,
         "command": data.get("command"), "seconds": result.seconds, "finished_at": result.finished_at,
         "avg_latency_s": data.get("avg_latency_s"),
         "window_t0": data.get("window_t0"), "window_t1": data.get("window_t1"),
+        "vllm_import_prefetched": data.get("vllm_import_prefetched"), "vllm_import_s": data.get("vllm_import_s"),
     }
     if data.get("window_t0") is not None and data.get("telemetry"):
         tel = load_telemetry(out / "telemetry.jsonl")

@@ -16,7 +16,9 @@ from ..engine.runner import RunResult
 
 MEASURE_PHASES = ("warmup", "run", "overhead", "harness", "agreement", "anatomy", "load", "bench_serve", "guidellm")
 COLUMNS = ["job", "kind", "model", "precision", "status", "wall_s", "launch_s", "import_s", "engine_start_s",
-           "weights_load_s", "compile_s", "graph_capture_s", "measure_s", "shutdown_s", "teardown_s"]
+           "weights_load_s", "compile_s", "graph_capture_s", "measure_s", "shutdown_s", "teardown_s",
+           # the next job's vLLM import beside this job, and how long it was held (measure.beside)
+           "beside_import_s", "beside_import_held_s"]
 
 
 def _phase_sum(records: list[dict[str, Any]], names: tuple[str, ...]) -> float:
@@ -62,6 +64,14 @@ def of_job(kind: str, out: Path, result: RunResult) -> dict[str, Any]:
                  engine_start_s=server.get("start_s"), weights_load_s=timings.get("weights_load_s"),
                  compile_s=timings.get("compile_s"), graph_capture_s=timings.get("graph_capture_s"),
                  measure_s=_phase_sum(records, MEASURE_PHASES))
+    elif kind == "bench_latency" and (out / "bench.json").exists():
+        bench = json.loads((out / "bench.json").read_text())
+        log = (out / "bench.log").read_text(errors="replace") if (out / "bench.log").exists() else ""
+        timings = vllm_log.engine_timings(log)  # vLLM's offline engine logs its start as ours does
+        window = bench.get("window_t1", 0) - bench.get("window_t0", 0) if "window_t0" in bench else None
+        t.update(import_s=0.0 if bench.get("vllm_import_prefetched") else None,
+                 weights_load_s=timings.get("weights_load_s"), compile_s=timings.get("compile_s"),
+                 graph_capture_s=timings.get("graph_capture_s"), measure_s=window)
     return t
 
 

@@ -108,7 +108,7 @@ def _listening_pids(pids: list[psutil.Process], port: int) -> set[int]:
 
 # ------------------------------------------------------------------ failures
 # ----------------------------------------------------------------------- server
-STANDBY = [sys.executable, "-m", "slmstudy.engine.vllm_cli", "--standby"]
+STANDBY = [sys.executable, "-m", "slmstudy.engine.vllm_cli", "--standby", "server"]
 
 
 def server_env(env: dict[str, str] | None) -> dict[str, str]:
@@ -127,7 +127,6 @@ def server_env(env: dict[str, str] | None) -> dict[str, str]:
 def start_standby(env: dict[str, str] | None, log: Path) -> procs.Group:
     """A process for the study's next server: imports vLLM now, then waits for
     ``VllmServer.start(standby=...)``."""
-    log.parent.mkdir(parents=True, exist_ok=True)
     return procs.start_standby(STANDBY, log, env=server_env(env))
 
 
