@@ -28,6 +28,8 @@ from pathlib import Path
 
 import psutil
 
+from ..atomic import write_json
+
 # Process groups this process started and has not reaped yet (pgid -> command).
 _LIVE: dict[int, str] = {}
 
@@ -197,9 +199,7 @@ def mark_imported(span_s: float) -> float:
     except (OSError, ValueError):
         held = 0.0
     now = time.time()
-    tmp = Path(path + ".tmp")
-    tmp.write_text(json.dumps({"t0": now - span_s, "t1": now, "held_s": held}))
-    tmp.replace(path)  # whole or absent: the executor polls it
+    write_json(Path(path), {"t0": now - span_s, "t1": now, "held_s": held})  # whole or absent: the executor polls it
     return max(0.0, span_s - held)
 
 
