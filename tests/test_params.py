@@ -8,6 +8,7 @@ import yaml
 
 from slmstudy import ParamsError
 from slmstudy.experiments import batch_scaling, precision
+from slmstudy.experiments.registry import resolve
 from slmstudy.params import load
 
 
@@ -253,3 +254,14 @@ def test_cpu_ranks_get_cores_of_their_own_and_gpus_no_multicast():
         args.cpu_binding(3, [0, 1])
     assert args.NO_MULTICAST == {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1",
                                  "NVSHMEM_DISABLE_NVLS": "1"}
+
+
+def test_the_gpu_tests_studies_are_valid_parameters():
+    """The GPU tests' studies are validated here, where CI runs: a GPU sitting is too scarce
+    to find a stale override in (2026-12-06: the gpu profiles' step anatomy had made the
+    4-bit and GGUF checks' 64-token overrides invalid, and three GPU tests errored)."""
+    import test_gpu  # tests/ is on sys.path (pytest's rootdir-less import)
+
+    for name, (notebook, profile, params_file, overrides) in test_gpu.STUDIES.items():
+        resolved = resolve(notebook, profile, params_file, overrides, machine=False)
+        assert resolved.params.workload.repetitions >= 1, name
