@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from slmstudy import paths
-from slmstudy.experiments import compare
+from slmstudy.experiments import compare, compare_host
 
 CPU = paths.reference_dir() / "cpu" / "03_batch_scaling"
 
@@ -116,3 +116,38 @@ def test_parameters_added_later_compare_as_their_default_and_the_anatomy_shapes_
     assert compare.differing_params(old, {**new, "engine.tensor_parallel_size": 2}) == [
         "engine.tensor_parallel_size (1 vs 2)"]
     assert compare.differing_params(old, {"engine.max_model_len": 8192}) == ["engine.max_model_len (4096 vs 8192)"]
+
+
+def _host_runs(tok_s, util, cpu):
+    return pd.DataFrame({"model": "m", "precision": "bf16", "point": "b1", "output_tok_s": tok_s,
+                         "util_gpu_pct_mean": util, "proc_cpu_pct_mean": cpu})
+
+
+def test_host_diagnosis_by_hand():
+    """2026-12-06's Llama at half speed: the GPU busy 47% against 94% while the engine
+    process used as much CPU (115%) is the host's doing; a GPU as busy is not."""
+    a = _host_runs([630.0, 628, 632], [94.0, 93, 95], [114.0, 115, 116])
+    slow_host = _host_runs([320.0, 318, 322], [47.0, 46, 48], [115.0, 116, 117])
+    rows = pd.DataFrame(compare._rows(a, slow_host, ["model", "precision", "point"], {"output_tok_s": "higher"},
+                                      True, "", None))
+    out = compare_host.host_diagnosis(a, slow_host, rows)
+    r = out.iloc[0]
+    assert r["verdict"] == "slower" and r["host"] == "B waited on its host"
+    assert (r["util_gpu_a"], r["util_gpu_b"], r["proc_cpu_a"], r["proc_cpu_b"]) == (94.0, 47.0, 115.0, 116.0)
+    assert compare_host.host_note(out).endswith(
+        "m bf16: 1 of 1 differing throughput rows, B slower with the GPU busy 47% of the time against 94% at "
+        "116% vs 115% engine-process CPU")
+    # the same slowdown with the GPU as busy (a slower GPU or other kernels): not the host
+    slow_gpu = _host_runs([320.0, 318, 322], [93.0, 94, 95], [115.0, 116, 117])
+    out = compare_host.host_diagnosis(a, slow_gpu, pd.DataFrame(compare._rows(
+        a, slow_gpu, ["model", "precision", "point"], {"output_tok_s": "higher"}, True, "", None)))
+    assert out.iloc[0]["host"] == "" and compare_host.host_note(out) is None
+    # the GPU idle while the engine process itself had half the CPU (a starved process): not this rule
+    starved = _host_runs([320.0, 318, 322], [47.0, 46, 48], [60.0, 61, 59])
+    out = compare_host.host_diagnosis(a, starved, pd.DataFrame(compare._rows(
+        a, starved, ["model", "precision", "point"], {"output_tok_s": "higher"}, True, "", None)))
+    assert out.iloc[0]["host"] == ""
+    # B faster because A's host was slow: A is named
+    out = compare_host.host_diagnosis(slow_host, a, pd.DataFrame(compare._rows(
+        slow_host, a, ["model", "precision", "point"], {"output_tok_s": "higher"}, True, "", None)))
+    assert out.iloc[0]["verdict"] == "faster" and out.iloc[0]["host"] == "A waited on its host"

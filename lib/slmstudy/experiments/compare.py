@@ -16,6 +16,12 @@ side's repetitions (Welch), widened by the run-to-run spread of fresh processes
 where the runs measured it (cross-check rounds), and every row says which.
 Between machines, each throughput row also carries the ratio the roofline model
 predicts from the two machines' probed bandwidth and matmul peak, and its error.
+
+Where a throughput row differs and the runs traced the GPU and the engine process, the
+row says whether the host explains it (``host``): the GPU busy markedly less of the
+time on the slower side while the engine process used as much CPU means each step
+waited longer for the host, not for the GPU (2026-12-06: Llama-3.2-1B at half its
+speed for seven minutes of a sitting, ``utilization.gpu`` 47% against 94% at 115% CPU).
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from ..jobs import Job
 from ..params import StudyParams, show
 from ..results.run_folder import RunView
 from .base import Experiment, Study
+from .compare_host import host_diagnosis, host_note
 
 NOTEBOOK = "05_compare"
 COMPARABLE = ("01_model_vs_model", "02_precision", "03_batch_scaling", "04_serving")
@@ -307,11 +314,17 @@ def compare_views(nb: str, a: RunView, b: RunView, vary: Sequence[str] = ()) -> 
     else:
         rows += _rows(a.table("runs"), b.table("runs"), ["model", "precision", "point"], run_metrics, comparable,
                       why, spread)
+    n_runs = len(rows)
     ca, cb = a.table("configs"), b.table("configs")
     if not ca.empty and "start" in ca and "start" in cb:
         ca, cb = ca.assign(start=ca["start"].replace({"any": "warm"})), cb.assign(start=cb["start"].replace({"any": "warm"}))
     rows += _rows(ca, cb, ["model", "precision", "start"], CONFIG_METRICS, comparable, why, None)
     df = pd.DataFrame(rows)
+    if nb != "04_serving" and n_runs:
+        df = pd.concat([host_diagnosis(a.table("runs"), b.table("runs"), df.iloc[:n_runs]), df.iloc[n_runs:]])
+        note = host_note(df)
+        if note:
+            notes.append(note)
     if not df.empty and hw[0] != hw[1]:
         df = _with_prediction(df, a, b)
     if spread is not None:

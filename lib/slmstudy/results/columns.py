@@ -163,6 +163,13 @@ COLUMNS: dict[str, Column] = {
     "b_mean": Column("B", "", "mean of run B", (X,)),
     "b_ci95": Column("B 95% CI", "", "", (X,)),
     "ratio_b_over_a": Column("B / A", "", "", (X,)),
+    "util_gpu_a": Column("GPU busy, A", "%", "mean utilization.gpu of A's runs at the point (differing throughput "
+                         "rows)", (X,)),
+    "util_gpu_b": Column("GPU busy, B", "%", "the same for B", (X,)),
+    "proc_cpu_a": Column("engine CPU, A", "%", "mean CPU of A's engine process at the point", (X,)),
+    "proc_cpu_b": Column("engine CPU, B", "%", "the same for B", (X,)),
+    "host": Column("host explains", "", "\"B waited on its host\" (or A): the slower side's GPU busy 10+ points less "
+                   "of the time while its engine process used 90%+ of the other's CPU", (X,)),
     "predicted_ratio": Column("predicted B / A", "", "the roofline model's ratio from each machine's probe", (X,)),
     "verdict": Column("verdict", "", "comparison: same, faster, slower, higher, lower, not comparable; cross-check: "
                       "agrees, differs, inconclusive; harness: under, over or not settled at the target", (X, A)),
