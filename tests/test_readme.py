@@ -87,3 +87,9 @@ def test_where_the_study_time_goes_adds_up_by_hand():
         "cold engine starts (01) 2.0 min, other engines' vLLM imports and starts 0.3 min, offline measuring 1.4 min, "
         "the rest of the offline jobs (launch, shutdown, memory back) 0.1 min, servers (start and load levels) "
         "2.5 min, probes 0.1 min, notebooks 0.5 min")
+    # one process's wall of 426 s: the jobs took 386, so the notebooks (side by side) 40 s, not
+    # their own times' sum (60)
+    nbs2 = pd.concat([nbs, nbs])
+    assert readme.time_split(jobs, nbs2, total_s=426.0).endswith(
+        "probes 0.1 min, notebooks (side by side) and the gaps between jobs 0.7 min")
+    assert readme.time_split(jobs, nbs2, total_s=500.0).endswith("notebooks 1.0 min")

@@ -19,7 +19,7 @@ from .. import paths
 from .anatomy import anatomy_limitations, anatomy_lines
 from .common import reference_dir
 from .lines import (batch_lines, claims_lines, compare_lines, crosscheck_lines, edge_lines, energy_lines, layer_lines,
-                    model_lines, precision_lines, provenance_line, serving_lines)
+                    model_lines, precision_lines, provenance_line, rerun_lines, serving_lines)
 from .timing import study_minutes, time_split, timing_limitation, timing_lines
 
 __all__ = ["files", "render", "study_minutes", "time_split"]
@@ -35,7 +35,7 @@ def results_block() -> str:
              "real architectures, bf16 unless stated; means with 95% confidence intervals in each folder's tables.",
              ""]
     for part in (timing_lines, batch_lines, anatomy_lines, crosscheck_lines, model_lines, precision_lines,
-                 serving_lines, edge_lines, energy_lines, layer_lines, claims_lines, compare_lines):
+                 serving_lines, edge_lines, energy_lines, layer_lines, claims_lines, compare_lines, rerun_lines):
         lines += part()
     return "\n".join(lines) + "\n"
 

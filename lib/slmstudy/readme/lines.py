@@ -215,6 +215,25 @@ def compare_lines() -> list[str]:
     return out
 
 
+def rerun_lines() -> list[str]:
+    """Each committed re-run of the study (``rerun_<commit>/``: the study command's folders,
+    lean) against the references: per notebook, the comparison's verdict and, where the
+    host explains differences, which (compare's notes)."""
+    out = []
+    for folder in sorted(reference_dir().glob("rerun_*")):
+        parts = []
+        for path in sorted(folder.glob("compare/*/comparison.json")):
+            c = json.loads(path.read_text())
+            host = [n for n in c.get("notes", []) if n.startswith("the host")]
+            a, b = (x[:7] for x in c["commits"])
+            parts.append(f"`{c['notebook']}` ({a} against {b}): {c['sentence']}" + (f" {host[0][0].upper()}"
+                                                                                     f"{host[0][1:]}." if host else ""))
+        if parts:
+            out.append(f"* **A re-run of the whole study against these references** ({link(folder)}, `05_compare` "
+                       "for each notebook): " + " ".join(parts))
+    return out
+
+
 # Opt-in layers' evidence (``-f`` files beyond the default study), each folder measured
 # by its own commit and named as such: the default study's folders above are one commit's.
 LAYER_LINES: dict[str, tuple[str, Callable[..., list[str]]]] = {
