@@ -151,3 +151,41 @@ def test_host_diagnosis_by_hand():
     out = compare_host.host_diagnosis(slow_host, a, pd.DataFrame(compare._rows(
         slow_host, a, ["model", "precision", "point"], {"output_tok_s": "higher"}, True, "", None)))
     assert out.iloc[0]["verdict"] == "faster" and out.iloc[0]["host"] == "A waited on its host"
+
+
+def test_two_studies_compare_notebook_by_notebook(tmp_path):
+    """A study against a re-run: each notebook both ran compared as two runs, a notebook
+    only one side ran named as not compared (and the CLI then exits non-zero), the files
+    per notebook."""
+    from slmstudy.experiments import compare_study
+
+    a, b = tmp_path / "ref", tmp_path / "rerun"
+    _run_folder(a, "03_batch_scaling", [400.0, 401, 399, 402, 398])
+    _run_folder(b, "03_batch_scaling", [480.0, 482, 478, 481, 479])
+    shutil.copytree(paths.reference_dir() / "cpu" / "01_model_vs_model", b / "01_model_vs_model")
+    s = compare_study.comparisons(str(a), str(b))
+    assert [c.notebook for c in s.comparisons] == ["03_batch_scaling"] and not s.single
+    assert s.refused == {"01_model_vs_model": "only B has a run of it"}
+    assert compare.sentence(s.comparisons[0]) == "0 of 1 rows are the same within the measured spread; 1 faster."
+    assert list(s.summary()["notebook"]) == ["03_batch_scaling", "01_model_vs_model"]
+    assert "**01_model_vs_model**: not compared: only B has a run of it" in s.verdicts()
+    compare_study.write_all(s, tmp_path / "out")
+    assert json.loads((tmp_path / "out" / "03_batch_scaling" / "comparison.json").read_text())["counts"]["faster"] == 1
+    r = subprocess.run([sys.executable, "-m", "slmstudy", "compare", str(a), str(b)], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 1 and "compare 03_batch_scaling" in r.stdout
+    assert r.stderr.strip() == "error: 01_model_vs_model not compared: only B has a run of it"
+    # a run folder beside a study is compared as two runs: the study is refused as a run
+    with pytest.raises(compare.CompareError, match="is not a run folder"):
+        compare_study.comparisons(str(a), str(b / "03_batch_scaling"))
+    # two studies with no notebook in common
+    with pytest.raises(compare.CompareError, match="share no notebook's run"):
+        compare_study.comparisons(str(a), str(b / "01_model_vs_model" / "tables"))
+
+
+def test_the_committed_cpu_study_reproduces_itself_notebook_by_notebook():
+    from slmstudy.experiments import compare_study
+
+    s = compare_study.comparisons(str(paths.reference_dir() / "cpu"), str(paths.reference_dir() / "cpu"))
+    assert [c.notebook for c in s.comparisons] == list(compare.COMPARABLE) and not s.refused
+    assert all((c.rows["verdict"] == "same").all() for c in s.comparisons)

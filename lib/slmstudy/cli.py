@@ -148,14 +148,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .experiments import compare
+    from .experiments import compare, compare_study
 
-    result = compare.compare_folders(Path(args.run_a), Path(args.run_b), args.vary)
-    print(compare.render_text(result))
+    # two studies (folders of notebooks' run folders) compare notebook by notebook
+    result = compare_study.comparisons(args.run_a, args.run_b, vary=args.vary)
+    print("\n\n".join(compare.render_text(c) for c in result.comparisons))
     if args.out:
-        compare.write(result, Path(args.out))
+        compare_study.write_all(result, Path(args.out))
         print(f"\nwritten: {args.out}")
-    return 0
+    for nb, why in result.refused.items():
+        print(f"error: {nb} not compared: {why}", file=sys.stderr)
+    return 1 if result.refused else 0
 
 
 def cmd_docs(args: argparse.Namespace) -> int:
@@ -209,9 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("list", help="list notebooks and their profiles").set_defaults(fn=cmd_list)
     sub.add_parser("docs", help="regenerate the README's results and docs/ from the references").set_defaults(
         fn=cmd_docs)
-    c = sub.add_parser("compare", help="compare two run folders of one notebook, metric by metric")
-    c.add_argument("run_a")
-    c.add_argument("run_b")
+    c = sub.add_parser("compare", help="compare two run folders of one notebook, metric by metric; or two "
+                                       "studies (folders of notebooks' run folders), notebook by notebook")
+    c.add_argument("run_a", help="a run folder, or a study such as outputs/reference/h100")
+    c.add_argument("run_b", help="a run folder of the same notebook, or a study")
     c.add_argument("--out", help="folder to write the comparison tables into")
     c.add_argument("--vary", action="append", default=[], metavar="KEY",
                    help="a parameter the comparison is an experiment on (may differ; repeatable), "

@@ -82,7 +82,9 @@ class CompareError(SlmstudyError):
 class Params(StudyParams):
     """``a`` and ``b``: run folders (relative to the project root or absolute), or
     ``run:<notebook>`` for the folder that notebook's current parameters map to
-    with this profile (what ``make study`` just produced)."""
+    with this profile (what ``make study`` just produced); or both studies, compared
+    notebook by notebook (``compare_study``): a folder of notebooks' run folders such
+    as ``outputs/reference/h100``, or ``run:*`` for every notebook's current folder."""
 
     a: str = Field(min_length=1, max_length=500)
     b: str = Field(min_length=1, max_length=500)
@@ -426,14 +428,8 @@ def folder_of(spec: str, profile: str) -> Path:
     return _resolve(spec)
 
 
-def comparison(study: Study[Params]) -> Comparison:
-    """The notebook's comparison of its ``a`` and ``b`` folders."""
-    profile = study.resolved.profile
-    return compare_folders(folder_of(study.params.a, profile), folder_of(study.params.b, profile), study.params.vary)
-
-
 @styled
-def figure(study: Study[Params], c: Comparison) -> Any:
+def figure(study: Study[Params], c: Comparison, name: str = "compare_throughput") -> Any:
     """Throughput of B over A per point (1 = the same), with the roofline model's
     predicted ratio where the runs come from different machines."""
     import matplotlib.pyplot as plt
@@ -461,4 +457,4 @@ def figure(study: Study[Params], c: Comparison) -> Any:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     ax.set_title(f"{c.notebook}: B = {show(c.b)} over A = {show(c.a)}", fontsize=9)
     fig.tight_layout()
-    return figures.finish(fig, study, "compare_throughput", f"A: {c.hardware[0]} | B: {c.hardware[1]}")
+    return figures.finish(fig, study, name, f"A: {c.hardware[0]} | B: {c.hardware[1]}")

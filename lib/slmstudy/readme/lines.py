@@ -200,8 +200,11 @@ def compare_lines() -> list[str]:
     out = []
     for name, what in (("compare_old_new", "The previous H100 references against these"),
                        ("compare_h100_h200", "The H200 against the H100")):
-        path = reference_dir() / name / "comparison.json"
-        if path.exists():
+        folder = reference_dir() / name
+        # one comparison, or a study's: one per notebook (05_compare over two studies)
+        found = [folder / "comparison.json"] if (folder / "comparison.json").exists() else \
+            sorted(folder.glob("*/comparison.json"))
+        for path in found:
             c = json.loads(path.read_text())
             rows = pd.read_csv(path.with_name("comparison.csv"))
             tp = rows[rows["metric"] == "output_tok_s"]["ratio_b_over_a"]
@@ -210,9 +213,16 @@ def compare_lines() -> list[str]:
                 err = rows["prediction_error_pct"].dropna()
                 extra = (f"; the roofline model predicted those ratios within {err.abs().median():.0f}% "
                          f"(median, {err.min():+.0f}% to {err.max():+.0f}%)")
-            out.append(f"* **{what}** (`05_compare`, {link(path.parent)}): {c['sentence']} Throughput ratio B/A "
-                       f"median {np.median(tp):.2f} ({tp.min():.2f} to {tp.max():.2f}){extra}.")
+            out.append(f"* **{what}** (`05_compare` of `{c['notebook']}`, {link(path.parent)}): {c['sentence']} "
+                       f"Throughput ratio B/A median {np.median(tp):.2f} ({tp.min():.2f} to {tp.max():.2f}){extra}."
+                       + host_sentence(c))
     return out
+
+
+def host_sentence(c: dict) -> str:
+    """" The host, not the GPU, explains ..." from a comparison's notes, or ""."""
+    host = [n for n in c.get("notes", []) if n.startswith("the host")]
+    return f" {host[0][0].upper()}{host[0][1:]}." if host else ""
 
 
 def rerun_lines() -> list[str]:
@@ -224,10 +234,8 @@ def rerun_lines() -> list[str]:
         parts = []
         for path in sorted(folder.glob("compare/*/comparison.json")):
             c = json.loads(path.read_text())
-            host = [n for n in c.get("notes", []) if n.startswith("the host")]
             a, b = (x[:7] for x in c["commits"])
-            parts.append(f"`{c['notebook']}` ({a} against {b}): {c['sentence']}" + (f" {host[0][0].upper()}"
-                                                                                     f"{host[0][1:]}." if host else ""))
+            parts.append(f"`{c['notebook']}` ({a} against {b}): {c['sentence']}" + host_sentence(c))
         if parts:
             out.append(f"* **A re-run of the whole study against these references** ({link(folder)}, `05_compare` "
                        "for each notebook): " + " ".join(parts))
