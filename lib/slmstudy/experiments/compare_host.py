@@ -17,6 +17,7 @@ import pandas as pd
 HOST_UTIL_DROP_PTS = 10.0
 HOST_CPU_KEPT = 0.9
 HOST_COLUMNS = ("util_gpu_pct_mean", "proc_cpu_pct_mean")
+HOST_NOTE = "rows the host, not the GPU, explains (the slower side's steps waited for its host): "
 
 
 def host_diagnosis(ta: pd.DataFrame, tb: pd.DataFrame, rows: pd.DataFrame,
@@ -70,5 +71,4 @@ def host_note(rows: pd.DataFrame) -> str | None:
         parts.append(f"{model} {precision}: {len(g)} of {n_all} differing throughput rows, {side} slower with the "
                      f"GPU busy {u_slow:.0f}% of the time against {u_fast:.0f}% at {c_slow:.0f}% vs {c_fast:.0f}% "
                      f"engine-process CPU")
-    return ("the host, not the GPU, explains these differences (each step waited longer for the host on the "
-            "slower side): " + "; ".join(parts))
+    return HOST_NOTE + "; ".join(parts)

@@ -221,7 +221,9 @@ def compare_lines() -> list[str]:
 
 def host_sentence(c: dict) -> str:
     """" The host, not the GPU, explains ..." from a comparison's notes, or ""."""
-    host = [n for n in c.get("notes", []) if n.startswith("the host")]
+    from ..experiments.compare_host import HOST_NOTE
+
+    host = [n for n in c.get("notes", []) if n.startswith(HOST_NOTE)]
     return f" {host[0][0].upper()}{host[0][1:]}." if host else ""
 
 
