@@ -309,24 +309,22 @@ def compare_views(nb: str, a: RunView, b: RunView, vary: Sequence[str] = ()) -> 
         level_metrics = {k: v for k, v in LEVEL_METRICS.items() if k != "j_per_output_token"}
         notes.append("a tensor-parallel engine's energy and GPM activity are left out: its telemetry did not read "
                      "every GPU it spans; weights, KV cache and peak memory are per GPU (rank 0's)")
-    rows: list[dict[str, Any]] = []
     if nb == "04_serving":
-        rows += _rows(a.table("levels"), b.table("levels"), ["model", "precision", "mode", "level"], level_metrics,
-                      comparable, why, None)
+        points = pd.DataFrame(_rows(a.table("levels"), b.table("levels"), ["model", "precision", "mode", "level"],
+                                    level_metrics, comparable, why, None))
     else:
-        rows += _rows(a.table("runs"), b.table("runs"), ["model", "precision", "point"], run_metrics, comparable,
-                      why, spread)
-    n_runs = len(rows)
+        ra, rb = a.table("runs"), b.table("runs")
+        points = host_diagnosis(ra, rb, pd.DataFrame(_rows(ra, rb, ["model", "precision", "point"], run_metrics,
+                                                           comparable, why, spread)))
+        note = host_note(points)
+        if note:
+            notes.append(note)
     ca, cb = a.table("configs"), b.table("configs")
     if not ca.empty and "start" in ca and "start" in cb:
         ca, cb = ca.assign(start=ca["start"].replace({"any": "warm"})), cb.assign(start=cb["start"].replace({"any": "warm"}))
-    rows += _rows(ca, cb, ["model", "precision", "start"], CONFIG_METRICS, comparable, why, None)
-    df = pd.DataFrame(rows)
-    if nb != "04_serving" and n_runs:
-        df = pd.concat([host_diagnosis(a.table("runs"), b.table("runs"), df.iloc[:n_runs]), df.iloc[n_runs:]])
-        note = host_note(df)
-        if note:
-            notes.append(note)
+    configs = pd.DataFrame(_rows(ca, cb, ["model", "precision", "start"], CONFIG_METRICS, comparable, why, None))
+    parts = [d for d in (points, configs) if not d.empty]
+    df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     if not df.empty and hw[0] != hw[1]:
         df = _with_prediction(df, a, b)
     if spread is not None:

@@ -43,10 +43,11 @@ def host_diagnosis(ta: pd.DataFrame, tb: pd.DataFrame, rows: pd.DataFrame,
         key = key if len(key) > 1 else key[0]
         if key not in ma.index or key not in mb.index:
             continue
-        (ua, ca), (ub, cb) = ma.loc[key].to_numpy(float), mb.loc[key].to_numpy(float)
-        out.loc[i, ["util_gpu_a", "util_gpu_b", "proc_cpu_a", "proc_cpu_b"]] = [ua, ub, ca, cb]
+        side = {"A": ma.loc[key].to_numpy(float), "B": mb.loc[key].to_numpy(float)}  # (util, cpu)
+        out.loc[i, ["util_gpu_a", "util_gpu_b", "proc_cpu_a", "proc_cpu_b"]] = [
+            side["A"][0], side["B"][0], side["A"][1], side["B"][1]]
         slow, fast = ("B", "A") if r["verdict"] == "slower" else ("A", "B")
-        (us, cs), (uf, cf) = ((ub, cb), (ua, ca)) if slow == "B" else ((ua, ca), (ub, cb))
+        (us, cs), (uf, cf) = side[slow], side[fast]
         if uf - us >= HOST_UTIL_DROP_PTS and cs >= HOST_CPU_KEPT * cf:
             out.loc[i, "host"] = f"{slow} waited on its host"
     return out
@@ -64,11 +65,9 @@ def host_note(rows: pd.DataFrame) -> str | None:
     for (model, precision), g in hit.groupby(["model", "precision"], sort=False):
         n_all = int(((tp["model"] == model) & (tp["precision"] == precision)).sum())
         side = g["host"].iloc[0].split()[0]
-        u_slow = g["util_gpu_b" if side == "B" else "util_gpu_a"].mean()
-        u_fast = g["util_gpu_a" if side == "B" else "util_gpu_b"].mean()
-        c_slow = g["proc_cpu_b" if side == "B" else "proc_cpu_a"].mean()
-        c_fast = g["proc_cpu_a" if side == "B" else "proc_cpu_b"].mean()
+        slow, fast = ("b", "a") if side == "B" else ("a", "b")
+        m = g[[f"util_gpu_{slow}", f"util_gpu_{fast}", f"proc_cpu_{slow}", f"proc_cpu_{fast}"]].mean().to_numpy()
         parts.append(f"{model} {precision}: {len(g)} of {n_all} differing throughput rows, {side} slower with the "
-                     f"GPU busy {u_slow:.0f}% of the time against {u_fast:.0f}% at {c_slow:.0f}% vs {c_fast:.0f}% "
+                     f"GPU busy {m[0]:.0f}% of the time against {m[1]:.0f}% at {m[2]:.0f}% vs {m[3]:.0f}% "
                      f"engine-process CPU")
     return HOST_NOTE + "; ".join(parts)

@@ -90,12 +90,6 @@ def timing_limitation() -> list[str]:
     if total < 15:
         return []
     return [f"* **The GPU study takes {total:.1f} min**{where_ran(t, jobs, nbs)}{untimed(nbs)}, over the 15-minute "
-            f"target. Where the time goes ({link(path)}): {time_split(jobs, nbs, _total_s(t))}. Each part is a "
+            f"target. Where the time goes ({link(path)}): {time_split(jobs, nbs, 60 * total)}. Each part is a "
             "measurement the gpu profiles ask for (the cold starts are 01's; each precision compiles "
             "its own graphs); the opt-in layers are not in it."]
-
-
-def _total_s(t: pd.DataFrame) -> float | None:
-    """The study's own wall time when the table is one process's (one total row)."""
-    totals = t.loc[t["kind"] == "total", "wall_s"]
-    return float(totals.iloc[0]) if len(totals) == 1 else None
