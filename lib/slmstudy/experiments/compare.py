@@ -13,7 +13,9 @@ activities): each side's mean and 95% CI, the ratio B / A, and a verdict:
 
 The spread is measured, never assumed: the CI of the difference comes from each
 side's repetitions (Welch), widened by the run-to-run spread of fresh processes
-where the runs measured it (cross-check rounds), and every row says which.
+where the runs measured it (cross-check rounds), and every row says which. A serving
+level is one measurement of many requests: its latencies' spread comes from its requests
+(``compare_levels``), its throughput has none.
 Between machines, each throughput row also carries the ratio the roofline model
 predicts from the two machines' probed bandwidth and matmul peak, and its error.
 
@@ -45,6 +47,7 @@ from ..params import StudyParams, show
 from ..results.run_folder import RunView
 from .base import Experiment, Study
 from .compare_host import host_diagnosis, host_note
+from .compare_levels import level_rows
 
 NOTEBOOK = "05_compare"
 COMPARABLE = ("01_model_vs_model", "02_precision", "03_batch_scaling", "04_serving")
@@ -56,8 +59,8 @@ RUN_METRICS = {
     "j_per_output_token": "neutral", "gpm_sm_active_pct_mean": "neutral",
     "gpm_tensor_active_pct_mean": "neutral", "gpm_dram_bw_pct_mean": "neutral",
 }
-LEVEL_METRICS = {"output_tok_s": "higher", "req_s": "higher", "ttft_p50_s": "lower", "ttft_mean_s": "lower",
-                 "itl_p50_s": "lower", "e2e_mean_s": "lower", "j_per_output_token": "neutral"}
+LEVEL_METRICS = {"output_tok_s": "higher", "req_s": "higher", "ttft_p50_s": "lower", "ttft_p90_s": "lower",
+                 "ttft_mean_s": "lower", "itl_p50_s": "lower", "e2e_mean_s": "lower", "j_per_output_token": "neutral"}
 CONFIG_METRICS = {"weights_gib": "neutral", "kv_cache_gib": "neutral", "peak_device_mem_gib": "neutral",
                   "engine_start_s": "lower"}
 # Parameters that shape no metric of a point both runs measured: which points and
@@ -310,8 +313,8 @@ def compare_views(nb: str, a: RunView, b: RunView, vary: Sequence[str] = ()) -> 
         notes.append("a tensor-parallel engine's energy and GPM activity are left out: its telemetry did not read "
                      "every GPU it spans; weights, KV cache and peak memory are per GPU (rank 0's)")
     if nb == "04_serving":
-        points = pd.DataFrame(_rows(a.table("levels"), b.table("levels"), ["model", "precision", "mode", "level"],
-                                    level_metrics, comparable, why, None))
+        points = pd.DataFrame(level_rows(a.table("levels"), b.table("levels"), a.table("requests"),
+                                         b.table("requests"), level_metrics, comparable, why, verdict))
     else:
         ra, rb = a.table("runs"), b.table("runs")
         points = host_diagnosis(ra, rb, pd.DataFrame(_rows(ra, rb, ["model", "precision", "point"], run_metrics,
