@@ -10,7 +10,8 @@
 #                                    study's wall time is one run's, whatever the calls' 10-minute limit
 #   tools/h100.sh wait [SECONDS]     follow a detached study for up to SECONDS (540); once it has ended,
 #                                    pack its folders and exit with its code (75: still running)
-#   tools/h100.sh test               the gpu-marked tests, log in $OUT/gpu_tests.log
+#   tools/h100.sh test [PYTEST...]   the gpu-marked tests (pytest arguments after it, e.g. -k gguf), log in
+#                                    $OUT/gpu_tests.log
 #   tools/h100.sh pack NAME          pack every run folder and study timing into $OUT/NAME.tar.xz.N, and the
 #                                    measurement pool into $OUT/pool.tar.xz.N (15 MiB parts; a lost machine loses nothing)
 #   tools/h100.sh restore            unpack a pool carried back in .gpu-pool/pool.tar.xz.N (resume on a new machine)
@@ -111,7 +112,7 @@ PY
   test)
     # the study's compile caches: the tests' engines (same arguments) start warm
     SLMSTUDY_COMPILE_CACHE=$PWD/outputs/runs/pool/compile-cache \
-      python3 -m pytest -m gpu -v -p no:cacheprovider tests 2>&1 | tee "$OUT/gpu_tests.log"
+      python3 -m pytest -m gpu -v -p no:cacheprovider tests "$@" 2>&1 | tee "$OUT/gpu_tests.log"
     exit "${PIPESTATUS[0]}"
     ;;
   pack)
