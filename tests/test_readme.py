@@ -60,7 +60,7 @@ def test_a_layers_folder_is_quoted_with_the_commit_that_measured_it(monkeypatch,
 
     from slmstudy.results.run_folder import RunView
 
-    src = paths.reference_dir() / "h100" / "06_edge"  # measured by sweep_gpu.yaml (1-16 threads)
+    src = paths.reference_dir() / "h100" / "06_edge_sweep"  # measured by sweep_gpu.yaml (1-16 threads)
     ref = tmp_path / "reference"
     shutil.copytree(src, ref / "h100" / "06_edge_sweep")
     monkeypatch.setattr(paths, "reference_dir", lambda: ref)

@@ -3,7 +3,7 @@ two runs. A re-run of the study is only judged a reproduction notebook by notebo
 refused pair (an incomplete run, a missing folder) is said and the others still compared.
 
 A study is named as a folder whose subfolders are run folders named after their notebooks
-(``outputs/reference/h100``, ``outputs/reference/h100/rerun_25cdb3f``), or ``run:*``: the
+(``outputs/reference/h100``, or any folder of run folders named by notebook), or ``run:*``: the
 folders the notebooks' current parameters map to with this profile (what ``make study``
 just produced)."""
 
