@@ -93,3 +93,19 @@ def test_the_committed_h100_serving_runs_get_verdicts_on_their_latencies():
     assert set(lat["spread"]) <= {compare_levels.SPREAD_BOOTSTRAP, compare_levels.SPREAD_REQUESTS}
     c = compare.compare_folders(ref / "04_serving", ref / "04_serving")
     assert len(c.rows) and (c.rows["verdict"] == "same").all()
+
+
+def test_levels_where_a_client_was_near_a_core_are_named():
+    # client CPU over the level's duration: 0.9 s in 1.0 s is 0.90 of a core, 0.2 s in 1.0 s 0.20
+    la = {**_level(0.01, 0.009, 0.011), "client_cpu_s": 0.2, "duration_s": 1.0}
+    lb = {**_level(0.01, 0.009, 0.011), "client_cpu_s": 0.9, "duration_s": 1.0}
+    rows = pd.DataFrame(compare_levels.level_rows(pd.DataFrame([la]), pd.DataFrame([lb]), _requests([1.0]),
+                                                  _requests([1.0]), {"ttft_p50_s": "lower"}, True, "", compare.verdict))
+    assert rows["client_cpu_a"].iloc[0] == pytest.approx(0.2) and rows["client_cpu_b"].iloc[0] == pytest.approx(0.9)
+    assert compare_levels.client_note(rows) == compare_levels.CLIENT_NOTE + "m concurrency 1 (0.20 vs 0.90)"
+    # both below 0.75 of a core: no note; a level without the client's CPU: no share, no note
+    lb["client_cpu_s"] = 0.7
+    rows = pd.DataFrame(compare_levels.level_rows(pd.DataFrame([la]), pd.DataFrame([lb]), _requests([1.0]),
+                                                  _requests([1.0]), {"ttft_p50_s": "lower"}, True, "", compare.verdict))
+    assert compare_levels.client_note(rows) == ""
+    assert math.isnan(compare_levels.client_share({"duration_s": 1.0}))

@@ -47,7 +47,7 @@ from ..params import StudyParams, show
 from ..results.run_folder import RunView
 from .base import Experiment, Study
 from .compare_host import host_diagnosis, host_note
-from .compare_levels import level_rows
+from .compare_levels import client_note, level_rows
 
 NOTEBOOK = "05_compare"
 COMPARABLE = ("01_model_vs_model", "02_precision", "03_batch_scaling", "04_serving")
@@ -315,6 +315,9 @@ def compare_views(nb: str, a: RunView, b: RunView, vary: Sequence[str] = ()) -> 
     if nb == "04_serving":
         points = pd.DataFrame(level_rows(a.table("levels"), b.table("levels"), a.table("requests"),
                                          b.table("requests"), level_metrics, comparable, why, verdict))
+        note = client_note(points)
+        if note:
+            notes.append(note)
     else:
         ra, rb = a.table("runs"), b.table("runs")
         points = host_diagnosis(ra, rb, pd.DataFrame(_rows(ra, rb, ["model", "precision", "point"], run_metrics,

@@ -10,6 +10,14 @@ sides' standard errors) includes zero. Requests of one level share the server, s
 not independent: these CIs are lower bounds on the run-to-run spread, which only repeated
 levels (the fidelity layer's rounds) measure. A level's throughput and energy are one value
 per run (tokens over the window); they keep "one value per side: no spread".
+
+Each row also carries each side's client CPU (``client_cpu_a``/``_b``: the load generator's
+CPU seconds over the level's duration, a share of one core). A client near a whole core
+handles the chunks of many streams back to back, so their arrival times are its own pace:
+DeepSeek's H100 server at 64 users gave a median gap between chunks of 46 us with the client
+at 0.80 of a core (f98d106) and 4.7 ms at 0.81 (6690548), Llama's the other way round (37 us
+at 0.85, 5.0 ms at 0.87), while the mean gaps differed by 8-23%. The comparison's note names
+such levels (``client_note``).
 Pure functions over the levels and requests tables.
 """
 
@@ -28,6 +36,9 @@ KEYS = ["model", "precision", "mode", "level"]
 SPREAD_BOOTSTRAP = "bootstrap over the level's requests"
 SPREAD_REQUESTS = "standard error over the level's requests"
 SPREAD_NONE = "one value per level"
+# A client busy this share of one core or more is near its own limit (see above).
+CLIENT_BUSY = 0.75
+CLIENT_NOTE = "levels where a side's client used most of a core (its own pace shapes the chunks' arrival times): "
 
 
 class Side(NamedTuple):
@@ -112,6 +123,7 @@ def level_rows(la: pd.DataFrame, lb: pd.DataFrame, ra: pd.DataFrame, rb: pd.Data
             d, lo, hi = level_diff(sa, sb)
             n = (sa.n, sb.n) if math.isfinite(lo) else (1, 1)
             out.append({**{k: ga[k] for k in keys}, "metric": metric,
+                        "client_cpu_a": client_share(ga), "client_cpu_b": client_share(gb),
                         "a_mean": sa.value, "a_ci95": sa.ci95, "a_n": sa.n,
                         "b_mean": sb.value, "b_ci95": sb.ci95, "b_n": sb.n,
                         "ratio_b_over_a": sb.value / sa.value if sa.value else float("nan"),
@@ -120,3 +132,25 @@ def level_rows(la: pd.DataFrame, lb: pd.DataFrame, ra: pd.DataFrame, rb: pd.Data
                         "verdict": verdict(d, lo, hi, sense, n) if comparable else f"not comparable: {why}"})
     return out
 
+
+def client_share(level: Mapping[str, Any]) -> float:
+    """The client's CPU seconds over the level's duration (NaN where either is missing)."""
+    cpu, dur = level.get("client_cpu_s"), level.get("duration_s")
+    try:
+        return float(cpu) / float(dur) if float(dur) > 0 else float("nan")
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def client_note(rows: pd.DataFrame) -> str:
+    """``CLIENT_NOTE`` and the levels (model, mode, level) where either side's client used
+    ``CLIENT_BUSY`` of a core or more, with both shares; "" when none did."""
+    if rows.empty or "client_cpu_a" not in rows:
+        return ""
+    busy = rows[(rows["client_cpu_a"] >= CLIENT_BUSY) | (rows["client_cpu_b"] >= CLIENT_BUSY)]
+    levels = busy.drop_duplicates(["model", "mode", "level"])
+    if levels.empty:
+        return ""
+    parts = [f"{r['model']} {r['mode']} {r['level']:g} ({r['client_cpu_a']:.2f} vs {r['client_cpu_b']:.2f})"
+             for _, r in levels.iterrows()]
+    return CLIENT_NOTE + "; ".join(parts)
