@@ -189,3 +189,31 @@ def test_the_committed_cpu_study_reproduces_itself_notebook_by_notebook():
     s = compare_study.comparisons(str(paths.reference_dir() / "cpu"), str(paths.reference_dir() / "cpu"))
     assert [c.notebook for c in s.comparisons] == list(compare.COMPARABLE) and not s.refused
     assert all((c.rows["verdict"] == "same").all() for c in s.comparisons)
+
+
+def test_a_second_gpu_is_not_comparable_and_its_throughput_rows_carry_the_roofline_prediction(tmp_path):
+    # The H100 03 reference against a copy of itself whose probe measured 1.5x the bandwidth
+    # and 1.5x every matmul peak, on a GPU of another name: each step's bound (the larger of
+    # bytes / bandwidth and FLOPs / peak) and the prefill's shrink by 1.5, so the roofline model
+    # predicts B/A = 1.5 at every batch size; the measured ratio is 1 (the same rows), so the
+    # prediction's error is 1 / 1.5 - 1 = -33.3%.
+    src = paths.reference_dir() / "h100" / "03_batch_scaling"
+    b = tmp_path / "h200_03"
+    shutil.copytree(src, b)
+    hw_path = b / "configs" / "hardware" / "hardware.json"
+    hw = json.loads(hw_path.read_text())
+    hw["bandwidth_tbs"] *= 1.5
+    hw["tflops"] = {k: v * 1.5 for k, v in hw["tflops"].items()}
+    hw["device"] = "NVIDIA H200"
+    hw_path.write_text(json.dumps(hw))
+    env = json.loads((b / "environment.json").read_text())
+    (b / "environment.json").write_text(json.dumps({**env, "gpu_name": "NVIDIA H200"}))
+    c = compare.compare_folders(src, b)
+    assert not c.comparable and c.hardware == ("NVIDIA H100 80GB HBM3", "NVIDIA H200")
+    assert c.rows["verdict"].str.startswith("not comparable: hardware (NVIDIA H100 80GB HBM3 vs NVIDIA H200)").all()
+    tp = c.rows[(c.rows["metric"] == "output_tok_s") & c.rows["point"].str.match(r"b\d+$")]
+    assert len(tp) == 18  # two models, batch 1-256
+    assert np.allclose(tp["predicted_ratio"], 1.5) and np.allclose(tp["ratio_b_over_a"], 1.0)
+    assert np.allclose(tp["prediction_error_pct"], 100 * (1 / 1.5 - 1))
+    # rows that are not throughput at a batch size carry no prediction
+    assert c.rows[c.rows["metric"] != "output_tok_s"]["predicted_ratio"].isna().all()
