@@ -30,6 +30,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from ..results.serving_tables import counted_requests
+
 Z95 = 1.959963984540054
 KEYS = ["model", "precision", "mode", "level"]
 # What each side's spread is, per kind of metric (the rows' ``spread`` column).
@@ -50,17 +52,6 @@ class Side(NamedTuple):
     n: int
     spread: str
     ci95: str
-
-
-def counted_requests(requests: pd.DataFrame) -> pd.DataFrame:
-    """The requests a level's statistics count: completed without error, inside the
-    steady-state window when the level had one (as ``serving_tables`` counts them)."""
-    if requests.empty:
-        return requests
-    out = requests[requests["error_type"].isna()] if "error_type" in requests else requests
-    if "window_phase" in out:
-        out = out[out["window_phase"].fillna("steady") == "steady"]
-    return out
 
 
 def level_side(level: Mapping[str, Any], requests: pd.DataFrame, metric: str) -> Side:
@@ -103,21 +94,21 @@ def level_rows(la: pd.DataFrame, lb: pd.DataFrame, ra: pd.DataFrame, rb: pd.Data
     if la.empty or lb.empty:
         return []
     keys = [k for k in KEYS if k in la and k in lb]
-    ca, cb = counted_requests(ra), counted_requests(rb)
+    # each side's counted requests, grouped by level once
+    by_level = [_by_level(counted_requests(r), keys) for r in (ra, rb)]
+    empty = pd.DataFrame()
     out = []
     for _, ga in la.iterrows():
         match = np.logical_and.reduce([lb[k] == ga[k] for k in keys])
         if not match.any():
             continue
         gb = lb[match].iloc[0]
-        reqs = []
-        for req, lv in ((ca, ga), (cb, gb)):
-            sel = np.logical_and.reduce([req[k] == lv[k] for k in keys if k in req]) if not req.empty else []
-            reqs.append(req[sel] if len(req) else req)
+        key = tuple(ga[k] for k in keys)
+        req_a, req_b = by_level[0].get(key, empty), by_level[1].get(key, empty)
         for metric, sense in metrics.items():
             if metric not in ga or metric not in gb:
                 continue
-            sa, sb = level_side(ga, reqs[0], metric), level_side(gb, reqs[1], metric)
+            sa, sb = level_side(ga, req_a, metric), level_side(gb, req_b, metric)
             if not (math.isfinite(sa.value) and math.isfinite(sb.value)):
                 continue
             d, lo, hi = level_diff(sa, sb)
@@ -131,6 +122,13 @@ def level_rows(la: pd.DataFrame, lb: pd.DataFrame, ra: pd.DataFrame, rb: pd.Data
                         "spread": sa.spread if sa.spread == sb.spread else f"A: {sa.spread}; B: {sb.spread}",
                         "verdict": verdict(d, lo, hi, sense, n) if comparable else f"not comparable: {why}"})
     return out
+
+
+def _by_level(requests: pd.DataFrame, keys: list[str]) -> dict[tuple, pd.DataFrame]:
+    """The requests of each level, by the levels' key values (those the table has)."""
+    if requests.empty or not all(k in requests for k in keys):
+        return {}
+    return {k if isinstance(k, tuple) else (k,): g for k, g in requests.groupby(keys, sort=False)}
 
 
 def client_share(level: Mapping[str, Any]) -> float:

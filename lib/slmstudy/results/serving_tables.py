@@ -134,6 +134,17 @@ CI_METRICS = ("ttft", "e2e", "tpot", "itl")
 CI_PERCENTILES = (50, 90, 99)
 
 
+def counted_requests(requests: pd.DataFrame) -> pd.DataFrame:
+    """The requests a level's statistics count: completed without error, inside the
+    steady-state window when the level had one."""
+    if requests.empty:
+        return requests
+    out = requests[requests["error_type"].isna()] if "error_type" in requests else requests
+    if "window_phase" in out:
+        out = out[out["window_phase"].fillna("steady") == "steady"]
+    return out
+
+
 def with_percentile_cis(levels: pd.DataFrame, requests: pd.DataFrame) -> pd.DataFrame:
     """Each level's latency percentiles with a 95% bootstrap CI (``<metric>_p<q>_lo``,
     ``_hi``) from the requests its statistics count (the steady-state window's, when
@@ -141,9 +152,7 @@ def with_percentile_cis(levels: pd.DataFrame, requests: pd.DataFrame) -> pd.Data
     if levels.empty or requests.empty:
         return levels
     out = levels.copy()
-    counted = requests[requests["error_type"].isna()]
-    if "window_phase" in counted:
-        counted = counted[counted["window_phase"].fillna("steady") == "steady"]
+    counted = counted_requests(requests)
     for i, lv in out.iterrows():
         rows = counted[(counted["mode"] == lv["mode"]) & (counted["level"] == lv["level"])]
         for m in CI_METRICS:
