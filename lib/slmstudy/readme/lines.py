@@ -127,7 +127,34 @@ def serving_lines() -> list[str]:
     parts = [f"{display_name(r['model'])} {number(1000 * r['ttft_mean_s'])} ms" for _, r in closed.iterrows()]
     p = params_of(v)
     return [f"* **Serving** (`04_serving`, chat completions, {p['input_tokens']} in / {p['output_tokens']} out): "
-            f"mean time to first token at 16 concurrent users " + "; ".join(parts) + "."]
+            f"mean time to first token at 16 concurrent users " + "; ".join(parts) + ".", *serving_history_lines()]
+
+
+def serving_history_lines() -> list[str]:
+    """How far the servers' throughput moved between the H100 sittings git holds
+    (``serving_history.csv``, written by ``tools/serving_history.py``)."""
+    from ..results.serving_history import spread
+
+    path = reference_dir() / "serving_history.csv"
+    if not path.exists():
+        return []
+    s = spread(pd.read_csv(path))
+    if s.empty:
+        return []
+    parts = []
+    for mode, what in (("concurrency", "closed loop"), ("rate", "open loop")):
+        m = s[s["mode"] == mode]
+        if not m.empty:
+            parts.append(f"{what} {m['highest_over_lowest'].min():.2f}x to {m['highest_over_lowest'].max():.2f}x")
+    top = s.loc[s["highest_over_lowest"].idxmax()]
+    lo, hi = int(s["sittings"].min()), int(s["sittings"].max())
+    level = f"{top['level']:g}"
+    unit = "users" if top["mode"] == "concurrency" else "requests/s"
+    return [f"* **Serving between sittings** ({link(path)}: {lo if lo == hi else f'{lo} to {hi}'} H100 sittings of the "
+            f"same workload per level, `python tools/serving_history.py`): per level, the fastest sitting's output throughput over the "
+            f"slowest's: {'; '.join(parts)} (widest: {display_name(top['model'])} at {level} {unit}, "
+            f"{top['values']} tok/s, measured by {top['commits']}). Open-loop levels the server keeps up with are "
+            "set by the offered rate; a serving figure is its sitting's."]
 
 
 def edge_lines(v: RunView | None = None, label: str = "") -> list[str]:
