@@ -277,6 +277,15 @@ def test_crosscheck_with_vllm_bench_serve_and_guidellm_takes_turns_on_the_same_p
     for tool in ("bench_serve", "guidellm"):
         prompts = (tmp_path / f"{tool}_r1_c1.prompts.jsonl").read_text().splitlines()
         assert [json.loads(x)["prompt"] for x in prompts] == [tokenizer.prompt_text(16, 5, i) for i in range(4)]
+    # each other tool ran its four levels in one host process, imported before the first
+    # level only, nothing left running after a level, the host gone once the session ended
+    for tool, g in df[df["tool"] != "slmstudy"].groupby("tool"):
+        g = g.sort_values("t0")
+        assert (g["ran_in"] == "tool host").all() and g["host_pid"].nunique() == 1, tool
+        assert list(g["host_level"]) == [1, 2, 3, 4]
+        assert g["host_import_s"].iloc[0] > 0 and g["host_import_s"].iloc[1:].isna().all()
+        assert (g["leftovers"] == 0).all()
+        assert not psutil.pid_exists(int(g["host_pid"].iloc[0]))
 
 
 def test_steady_state_windows_count_only_their_requests(server, tmp_path):

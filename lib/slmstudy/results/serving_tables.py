@@ -177,7 +177,10 @@ def load_metrics(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
 CROSSCHECK_COLUMNS = ["round", "tool", "mode", "level", "status", "error", "requests", "completed", "errors", "requests_in_stats",
                      "duration_s", "output_tok_s", "req_s", "output_tokens", "prompt_tokens",
                      *[f"{q}_{k}" for q in ("ttft", "itl", "tpot", "e2e") for k in ("mean_s", "p50_s", "p90_s", "p99_s")],
-                     "t0", "t1", "command"]
+                     "t0", "t1", "command",
+                     # how another tool's level ran: its seconds, in its host (which level of that
+                     # host, the host's import before its first), processes it left behind
+                     "seconds", "ran_in", "host_pid", "host_level", "host_import_s", "leftovers"]
 
 
 def crosscheck_rows(path: Path) -> pd.DataFrame:

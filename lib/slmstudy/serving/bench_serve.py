@@ -1,7 +1,8 @@
 """``vllm bench serve`` against our running server, as the serving cross-check's
 other side: the same prompts (a JSONL file of our prompt texts, vLLM's ``custom``
 dataset, no chat template added by the tool), the same output length
-(``ignore_eos``), temperature and concurrency, in a process group of its own.
+(``ignore_eos``), temperature and concurrency, in a process group of its own: the
+session's ``vllm`` tool host (``tool_host``), which imports vLLM once per server.
 
 What each tool starts and stops its clocks on (vLLM 0.26-0.32,
 ``vllm/benchmarks/lib/endpoint_request_func.py`` and ``serve.py``):
@@ -78,9 +79,12 @@ def row_from_result(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(base_url: str, served_model_name: str, tokenizer_path: str, w: Workload, concurrency: int,
-        n_requests: int, first_index: int, out: Path, tag: str, timeout_s: float) -> dict[str, Any]:
-    """Run one level; returns the journal line: the row, or the failure's root cause."""
+        n_requests: int, first_index: int, out: Path, tag: str, timeout_s: float,
+        host: external.ToolHost | None = None) -> dict[str, Any]:
+    """Run one level (in ``host``, a ``vllm`` tool host, when given); returns the journal
+    line: the row, or the failure's root cause."""
     prompts, result, log = out / f"{tag}.prompts.jsonl", out / f"{tag}.json", out / f"{tag}.log"
     write_prompts(prompts, w, first_index, n_requests)
     cmd = command(base_url, served_model_name, tokenizer_path, w, concurrency, n_requests, prompts, result)
-    return external.run_tool("vllm bench serve", cmd, result, log, timeout_s, row_from_result)
+    return external.run_tool("vllm bench serve", cmd, result, log, timeout_s, row_from_result, host,
+                             cmd[3:])  # the host is given what `python -m slmstudy.engine.vllm_cli` would be

@@ -4,7 +4,8 @@ serving cross-check: the very prompts our client sends (a JSONL file, GuideLLM's
 that many tokens with ``ignore_eos`` (GuideLLM 0.8's request handlers), our
 temperature in every request body, closed loop (``concurrent`` profile) at the
 level's concurrency for exactly the level's request count, no warm-up, no
-readiness probe (``validate_backend`` off), in a process group of its own.
+readiness probe (``validate_backend`` off), in a process group of its own: the
+session's ``guidellm`` tool host (``tool_host``), which imports GuideLLM once per server.
 
 What its clocks measure (GuideLLM 0.8.1, ``backends/openai/http.py`` and
 ``schemas/base/request_stats.py``), beside ours and ``vllm bench serve``'s:
@@ -101,9 +102,11 @@ def row_from_result(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(base_url: str, served_model_name: str, w: Workload, concurrency: int, n_requests: int, first_index: int,
-        out: Path, tag: str, timeout_s: float) -> dict[str, Any]:
-    """Run one level; returns the journal line: the row, or the failure's root cause."""
+        out: Path, tag: str, timeout_s: float, host: external.ToolHost | None = None) -> dict[str, Any]:
+    """Run one level (in ``host``, a ``guidellm`` tool host, when given); returns the
+    journal line: the row, or the failure's root cause."""
     prompts, result, log = out / f"{tag}.prompts.jsonl", out / f"{tag}.json", out / f"{tag}.log"
     write_prompts(prompts, w, first_index, n_requests)
     cmd = command(base_url, served_model_name, w, concurrency, n_requests, prompts, result)
-    return external.run_tool("guidellm", cmd, result, log, timeout_s, row_from_result)
+    return external.run_tool("guidellm", cmd, result, log, timeout_s, row_from_result, host,
+                             cmd[3:])  # the host is given what `python -m guidellm` would be

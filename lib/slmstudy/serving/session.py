@@ -25,7 +25,7 @@ from ..engine.journal import Journal
 from ..engine.runner import RunResult, clean
 from ..telemetry import server_metrics
 from ..telemetry.sampler import Sampler
-from . import bench_serve, guidellm_run, tokenizer
+from . import bench_serve, external, guidellm_run, tokenizer
 from .client import StreamingClient
 from .load import Slo, Workload, run_sync, sweep
 from .server import ServerStartError, VllmServer
@@ -101,6 +101,10 @@ def crosscheck(server: VllmServer, job: ServeJob, out: Path, w: Workload, slo: S
     labels = {**server.facts, "model": spec.model, "precision": spec.precision}
     index = first_index
     timeout_s = job.load.request_timeout_s * 2
+    # each tool imported once per server, before its first level (nothing measured beside
+    # the import), then waiting blocked while the others take their turns
+    hosts = {"bench_serve": external.ToolHost("vllm", out / "bench_serve_host.log"),
+             "guidellm": external.ToolHost("guidellm", out / "guidellm_host.log")}
     try:
         for rnd in range(1, check.rounds + 1):
             for i, c in enumerate(check.concurrency):
@@ -114,13 +118,16 @@ def crosscheck(server: VllmServer, job: ServeJob, out: Path, w: Workload, slo: S
                     with journal.phase(tool, level=c, **lab):
                         if tool == "bench_serve":
                             line = bench_serve.run(server.base_url, server.served_model_name, tok, w, c,
-                                                   check.requests, index, out, f"bench_serve_r{rnd}_c{c}", timeout_s)
+                                                   check.requests, index, out, f"bench_serve_r{rnd}_c{c}", timeout_s,
+                                                   hosts[tool])
                         else:
                             line = guidellm_run.run(server.base_url, server.served_model_name, w, c, check.requests,
-                                                    index, out, f"guidellm_r{rnd}_c{c}", timeout_s)
+                                                    index, out, f"guidellm_r{rnd}_c{c}", timeout_s, hosts[tool])
                     journal.write("bench_serve", mode="concurrency", level=float(c), **lab, **line)
                 index += check.requests  # every tool sent these prompts; the next level gets new ones
     finally:
+        for host in hosts.values():
+            host.close()
         journal.close()
 
 
