@@ -121,6 +121,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.measured_on:
         _measured_on(args.measured_on)
     notebooks = _select(args.notebooks, args.file)
+    if args.plan:  # a GPU's plan can be read anywhere, as `check` reads its files
+        machine = not (args.profile == "gpu" and platform.detect().engine_kind != "cuda")
+        plan_run = StudyRun(_check(notebooks, args.profile, args.file, machine), args.profile, args.file)
+        return _print_plan(plan_run, args.reuse_older)
     resolved = _check(notebooks, args.profile, args.file)
     plat = platform.detect()
     try:
@@ -145,6 +149,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     code = EXIT_FAILED if failed and not args.allow_partial else 0
     run.report(code)
     return code
+
+
+def _print_plan(run: Any, reuse_older: bool) -> int:
+    """``run --plan``: the jobs, what the pool holds for each, nothing measured or executed."""
+    from .measure import preview
+    from .params import show
+    from .results.environment import identity, identity_label
+
+    label = identity_label(identity())
+    refs = paths.project_root() / "outputs" / "reference"  # a job's digest names its parameters exactly
+    table = preview.rows(run.plan(), run.pool, label, reuse_older, preview.reference_times(refs))
+    print(f"plan of {', '.join(run.resolved)} ({run.profile} profile), pool {show(run.pool.root)}, "
+          f"this code {label}:")
+    print(preview.render(table))
+    print(preview.summary(table))
+    return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -205,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
                            help="spread independent configurations over this machine's GPUs, one engine "
                                 "per free GPU (auto: every GPU; 1: one at a time; 0,2: those GPUs); on the "
                                 "CPU engine, over cores (auto: one at a time)")
+            p.add_argument("--plan", action="store_true",
+                           help="print the plan (every job in order, what the measurement pool holds for it and "
+                                "how long its newest entry took) and exit: nothing is measured or executed")
             p.add_argument("--start-budget", type=float, default=None, metavar="SECONDS",
                            help="start no new measurement after this many seconds; the notebooks wait for a "
                                 "later run to finish the plan (for machines lent by the call)")

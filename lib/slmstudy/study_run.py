@@ -28,6 +28,7 @@ from .atomic import Busy, exclusive, write_table, write_text
 from .engine import procs
 from .experiments import registry
 from .experiments.base import MEASURE_ENV, REUSE_ENV, Study
+from .jobs import Job
 from .measure import executor, plan
 from .params import Resolved, show
 from .results import report_html
@@ -66,9 +67,16 @@ class StudyRun:
         self.unfinished: list[str] = []  # jobs the budget left for the next run
 
     # -------------------------------------------------------------- execute
+    def studies(self) -> dict[str, Study[Any]]:
+        return {nb: Study(registry.experiment(nb), r, pool=self.pool) for nb, r in self.resolved.items()}
+
+    def plan(self) -> list[Job]:
+        """Every notebook's jobs, merged and ordered (``measure.plan``)."""
+        return plan.build(j for s in self.studies().values() for j in s.jobs())
+
     def execute(self) -> None:
-        studies = {nb: Study(registry.experiment(nb), r, pool=self.pool) for nb, r in self.resolved.items()}
-        jobs = plan.build(j for s in studies.values() for j in s.jobs())
+        studies = self.studies()
+        jobs = self.plan()
         if jobs:
             print(f"=== study plan: {len(jobs)} jobs for {', '.join(n for n in studies if studies[n].jobs())} ===",
                   flush=True)
