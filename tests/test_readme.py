@@ -93,3 +93,26 @@ def test_where_the_study_time_goes_adds_up_by_hand():
     assert readme.time_split(jobs, nbs2, total_s=426.0).endswith(
         "probes 0.1 min, notebooks (side by side) and the gaps between jobs 0.7 min")
     assert readme.time_split(jobs, nbs2, total_s=500.0).endswith("notebooks 1.0 min")
+
+
+def test_the_time_limitation_names_the_part_that_runs_alone(monkeypatch, tmp_path):
+    """Over 15 minutes: the line names 06_edge's share (GGUF files and llama.cpp, 54 + 126 s =
+    3.0 min) as the part that runs alone; under 15 minutes there is no limitation line."""
+    import pandas as pd
+
+    from slmstudy.readme import timing
+
+    rows = [{"job": "m__bf16__dummy", "kind": "engine", "wall_s": 700.0, "import_s": 0.0, "engine_start_s": 20.0,
+             "measure_s": 600.0},
+            {"job": "m__gguf-Q4_K_M__file", "kind": "gguf_file", "wall_s": 54.0},
+            {"job": "m__gguf-Q4_K_M__t4", "kind": "edge", "wall_s": 126.0},
+            {"job": "03_batch_scaling", "kind": "notebook", "wall_s": 30.0},
+            {"job": "study", "kind": "total", "wall_s": 960.0}]
+    pd.DataFrame(rows).to_csv(tmp_path / "study_timing.csv", index=False)
+    monkeypatch.setattr(timing, "reference_dir", lambda: tmp_path)
+    (line,) = timing.timing_limitation()
+    assert line.startswith("* **The GPU study takes 16.0 min**")
+    assert "06_edge's 3.0 min of GGUF files and llama.cpp" in line
+    rows[-1]["wall_s"] = 880.0  # 14.7 min
+    pd.DataFrame(rows).to_csv(tmp_path / "study_timing.csv", index=False)
+    assert timing.timing_limitation() == []

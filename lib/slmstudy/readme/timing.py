@@ -89,7 +89,12 @@ def timing_limitation() -> list[str]:
     total, jobs, nbs = study_minutes(t)
     if total < 15:
         return []
+    edge = float(jobs.loc[jobs["kind"].isin(["edge", "gguf_file"]), "wall_s"].sum()) / 60
+    why = (f" The one part large enough to close the gap, 06_edge's {edge:.1f} min of GGUF files and llama.cpp on "
+           "the CPU cores, runs alone by design (`measure/slots.py`: host-wide jobs never overlap another; "
+           "llama.cpp's threads beside a host-bound engine would disturb both measurements)."
+           if edge > 0 else "")
     return [f"* **The GPU study takes {total:.1f} min**{where_ran(t, jobs, nbs)}{untimed(nbs)}, over the 15-minute "
             f"target. Where the time goes ({link(path)}): {time_split(jobs, nbs, 60 * total)}. Each part is a "
             "measurement the gpu profiles ask for (the cold starts are 01's; each precision compiles "
-            "its own graphs); the opt-in layers are not in it."]
+            "its own graphs); the opt-in layers are not in it." + why]
