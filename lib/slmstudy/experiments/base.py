@@ -102,6 +102,8 @@ class Study(Generic[P]):
             {"key": "device", "value": env.get("gpu_name") or env.get("cpu_model")},
             {"key": "vLLM", "value": f"{env.get('vllm_dist')} {env.get('vllm')}"},
             {"key": "code", "value": env.get("identity")},
+            # precisions a profile measures only where the machine can (``where_supported``)
+            *({"key": f"not measured here: {prec}", "value": why} for prec, why in self.params.skipped_here().items()),
         ])
         return pd.concat([head, flat], ignore_index=True)
 

