@@ -158,6 +158,17 @@ _STANDBY_LINE = "[slmstudy] vLLM imported in {s:.1f} s by this process while it 
 _STANDBY_RE = re.compile(r"\[slmstudy\] vLLM imported in ([0-9.]+) s by this process while it stood by")
 
 
+def output_to(path: Path | str) -> None:
+    """From now on this process's stdout and stderr (file descriptors 1 and 2: its
+    loggers and the processes it starts too) append to ``path``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
 def receive_standby(log_for: Callable[[list[str]], Path], imported_s: float, what: str
                     ) -> tuple[list[str], float] | None:
     """The standby's side of ``run_logged(..., standby=...)``: wait for the one line
@@ -171,12 +182,7 @@ def receive_standby(log_for: Callable[[list[str]], Path], imported_s: float, wha
     if not line.strip():
         return None
     args = json.loads(line)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    fd = os.open(log_for(args), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
+    output_to(log_for(args))
     print(_STANDBY_LINE.format(s=imported_s, what=what), flush=True)
     return args, imported_s
 

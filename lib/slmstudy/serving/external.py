@@ -125,16 +125,16 @@ class ToolHost:
 
 
 def run_tool(name: str, cmd: list[str], result: Path, log: Path, timeout_s: float,
-             parse: Callable[[dict[str, Any]], dict[str, Any]], host: ToolHost | None = None,
-             host_argv: list[str] | None = None) -> dict[str, Any]:
-    """Run ``cmd`` (which saves its result as JSON at ``result``), or the same command
-    line ``host_argv`` in ``host``; returns the journal line: status ok and ``parse``'s
-    row, or status failed and the root cause. ``command`` is the line to run it alone."""
+             parse: Callable[[dict[str, Any]], dict[str, Any]], host: ToolHost | None = None) -> dict[str, Any]:
+    """Run ``cmd`` (``python -m MODULE ARGS``, which saves its result as JSON at
+    ``result``) in a process of its own, or its ARGS in ``host``; returns the journal
+    line: status ok and ``parse``'s row, or status failed and the root cause.
+    ``command`` is the line to run it alone."""
     result.unlink(missing_ok=True)
     t0 = time.time()
     facts: dict[str, Any] = {}
-    if host is not None and host_argv is not None:
-        fin, facts = host.run(host_argv, log, timeout_s)
+    if host is not None:
+        fin, facts = host.run(cmd[3:], log, timeout_s)  # the host is the `python -m MODULE` part
         t0 = facts.pop("sent_at", t0)  # the level's start, not the host's import before it
     else:
         fin = procs.run_logged(cmd, log, timeout_s)

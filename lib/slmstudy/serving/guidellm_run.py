@@ -108,5 +108,4 @@ def run(base_url: str, served_model_name: str, w: Workload, concurrency: int, n_
     prompts, result, log = out / f"{tag}.prompts.jsonl", out / f"{tag}.json", out / f"{tag}.log"
     write_prompts(prompts, w, first_index, n_requests)
     cmd = command(base_url, served_model_name, w, concurrency, n_requests, prompts, result)
-    return external.run_tool("guidellm", cmd, result, log, timeout_s, row_from_result, host,
-                             cmd[3:])  # the host is given what `python -m guidellm` would be
+    return external.run_tool("guidellm", cmd, result, log, timeout_s, row_from_result, host)

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..atomic import write_json
+from ..engine import procs
 
 Runner = Callable[[list[str]], int]
 
@@ -86,12 +87,7 @@ def serve(tool: str, ready: Path) -> None:
         if not line.strip():
             continue
         req = json.loads(line)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        fd = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        os.close(fd)
+        procs.output_to(req["log"])
         try:
             code = runner(req["argv"])
         except SystemExit as exc:
