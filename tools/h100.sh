@@ -61,6 +61,18 @@ print(f"import vllm: {t[1]-t[0]:.1f} s before compileall ({t[2]-t[1]:.1f} s to c
 PY
     python3 -c 'import vllm, papermill, pydantic, torch; print("vllm", vllm.__version__, "torch", torch.__version__, "papermill", papermill.__version__)'
     nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total,clocks.sm,power.draw --format=csv
+    # the carried tools as the study uses them: GuideLLM's client asks httpx for HTTP/2
+    # (h2 missing made every GuideLLM level fail on 2026-12-07, found only after the sitting)
+    python3 - <<'PY'
+checks = {"guidellm": "import guidellm", "httpx http2 (GuideLLM's client)": "import httpx; httpx.AsyncClient(http2=True)",
+          "xllamacpp": "import xllamacpp", "vllm-gguf-plugin": "import vllm_gguf_plugin"}
+for name, code in checks.items():
+    try:
+        exec(code)
+        print(f"carried tool {name}: ok")
+    except Exception as e:
+        print(f"carried tool {name}: FAILED {type(e).__name__}: {e}")
+PY
     python3 -m slmstudy list
     ;;
   study)
