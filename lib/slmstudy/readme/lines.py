@@ -271,11 +271,46 @@ def rerun_lines() -> list[str]:
     return out
 
 
+def serving_fidelity_lines(v: RunView, label: str = "") -> list[str]:
+    """04's fidelity layer: our client against ``vllm bench serve`` and GuideLLM on the same
+    server (the notebook's own verdict sentence), and what the steady-state windows held,
+    with the open-loop levels the server could not keep up with named."""
+    from ..experiments import serving
+
+    p = params_of(v)
+    tol = p["bench_serve"]["tolerance_pct"]
+    check = serving.bench_serve_rows(v.table("serve_crosscheck"), tol)
+    models = ", ".join(display_name(m) for m in p["models"])
+    lines = [f"* **Serving cross-check** ({models}, closed loop at "
+             f"{', '.join(str(c) for c in p['bench_serve']['concurrency'])} users, {p['bench_serve']['requests']} "
+             f"requests per level, {p['bench_serve']['rounds']} rounds;{label}): "
+             + serving.bench_serve_verdict(check, tol)]
+    failed = check[check["verdict"] == "not measured"] if "verdict" in check else check.iloc[:0]
+    for tool, f in failed.groupby("tool", sort=True):
+        why = f["why"].iloc[0].split(": ", 1)[-1].split(". ")[0]  # the error's first sentence
+        lines.append(f"  {serving.TOOL_NAMES.get(tool, tool)}: {len(f)} levels not measured ({why}).")
+    lv = v.table("levels")
+    if "window_s" in lv and lv["window_s"].notna().any():
+        over = lv[lv["errors"].fillna(0) > 0]
+        ss = p["steady_state"]
+        text = (f"  Steady-state windows (at least {ss['min_s']:g} s and {ss['per_user']} completed requests per "
+                f"user): {number(lv['window_s'].min())}-{number(lv['window_s'].max())} s, "
+                f"{int(lv['completed'].min()):,}-{int(lv['completed'].max()):,} requests per level")
+        for _, r in over.iterrows():
+            text += (f"; at {r['level']:g} {'requests/s' if r['mode'] == 'rate' else 'users'} "
+                     f"{display_name(r['model'])} fell behind: {int(r['errors']):,} of {int(r['requests']):,} "
+                     f"requests timed out, first token p50 {number(r['ttft_p50_s'])} s, our client's send lag p99 "
+                     f"{number(r['send_lag_p99_s'])} s")
+        lines.append(text + ".")
+    return lines
+
+
 # Opt-in layers' evidence (``-f`` files beyond the default study), each folder measured
 # by its own commit and named as such: the default study's folders above are one commit's.
 LAYER_LINES: dict[str, tuple[str, Callable[..., list[str]]]] = {
     "02_precision_fourbit": ("params/02_precision/fourbit_gpu.yaml", precision_lines),
     "06_edge_sweep": ("params/06_edge/sweep_gpu.yaml", edge_lines),
+    "04_serving_fidelity": ("params/04_serving/fidelity_gpu.yaml", serving_fidelity_lines),
 }
 
 
