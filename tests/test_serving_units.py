@@ -216,6 +216,72 @@ def test_client_records_connection_refused():
     assert rec.output_tokens == 0 and math.isnan(rec.ttft_s) and rec.total_s >= 0
 
 
+# A stand-in server on a real socket that streams what a test scripts: the client's
+# timestamps, token counts and error types against known answers (vLLM's own server is
+# tests/test_serving_engine.py's).
+def _scripted(script):
+    from aiohttp import web
+
+    async def handler(req):
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(req)
+        for step in script:
+            if step == "hang":
+                await asyncio.sleep(60)
+            elif step == "cut":  # the server goes away mid-response
+                req.transport.close()
+                return resp
+            elif isinstance(step, float):
+                await asyncio.sleep(step)
+            else:
+                await resp.write(f"data: {json.dumps(step) if isinstance(step, dict) else step}\n\n".encode())
+        return resp
+
+    async def go(timeout_s=10.0):
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", handler)
+        runner = web.AppRunner(app, shutdown_timeout=1.0)  # a hung handler is not waited for
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        try:
+            async with StreamingClient(f"http://127.0.0.1:{port}", "m", timeout_s=timeout_s) as c:
+                return await c.request("chat", "w1 w2", 4, index=3)
+        finally:
+            await runner.cleanup()
+    return go
+
+
+def _chunk(completion_tokens, content=" w"):
+    return {"choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}],
+            "usage": {"prompt_tokens": 9, "completion_tokens": completion_tokens}}
+
+
+def test_client_times_each_chunk_and_counts_tokens_from_usage():
+    # chunks 50 ms apart, the second carrying two tokens: 3 chunks, 4 tokens
+    script = [_chunk(1), 0.05, _chunk(3), 0.05, _chunk(4), {"choices": [], "usage": {"prompt_tokens": 9,
+              "completion_tokens": 4}}, "[DONE]"]
+    rec = load.run_sync(_scripted(script))
+    assert rec.ok and rec.output_tokens == 4 and rec.chunk_tokens == [1, 2, 1] and rec.prompt_tokens == 9
+    assert rec.counts_from == "usage"
+    assert len(rec.itl_s) == 2 and all(0.045 <= g < 0.2 for g in rec.itl_s), rec.itl_s
+    # TPOT: 2 gaps of ~50 ms over the 3 tokens after the first
+    assert rec.tpot_s == pytest.approx(sum(rec.itl_s) / 3)
+
+
+@pytest.mark.parametrize("script, error_type", [
+    ([_chunk(1), "cut"], "incomplete_stream"),  # the connection closed mid-response
+    ([_chunk(1)], "incomplete_stream"),  # the response ended without [DONE]
+    ([{"error": {"message": "boom", "code": 500}}], "stream_error"),  # an error after the 200
+    ([_chunk(1), "hang"], "timeout"),
+])
+def test_client_names_how_a_stream_failed(script, error_type):
+    rec = load.run_sync(lambda: _scripted(script)(timeout_s=1.0))
+    assert rec.error_type == error_type and not rec.ok, (rec.error_type, rec.error)
+    if error_type == "stream_error":
+        assert rec.error == "boom"
+
+
 def test_run_sync_inside_a_running_loop():
     async def inner():
         await asyncio.sleep(0)

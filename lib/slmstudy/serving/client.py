@@ -15,6 +15,14 @@ says which). ``ignore_eos`` (also vLLM's) fixes the output length at
 
 Times are ``time.perf_counter`` differences; ``t_send`` and ``t_end`` are wall
 clock, to line requests up with the telemetry trace.
+
+The transport is aiohttp, as ``vllm bench serve``'s. Until 2026-12-07 it was httpx,
+whose async streaming cost about 90 us of client CPU per chunk against aiohttp's 30
+(a local server streaming vLLM-shaped chunks to 32 users: the httpx client at 95% of a
+core, tools/client_cost.py); on the lent H100 our client then read time to first
+token 10-50% and the chunk gap up to 35% above ``vllm bench serve``'s at 32 users, in
+two of three rounds, and used 98% of a core at 128 requests/s: a timestamp is taken
+when the event loop gets to a chunk, so a saturated client measures itself.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
 
 from .tokenizer import Api, chat_messages
 
@@ -85,21 +93,21 @@ def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
 
 def classify(exc: BaseException) -> str:
     """A short error type for a failed request (counted per load level)."""
-    if isinstance(exc, (httpx.TimeoutException, TimeoutError)):
+    if isinstance(exc, TimeoutError):  # asyncio's and aiohttp's read/connect timeouts are TimeoutErrors
         return "timeout"
-    if isinstance(exc, httpx.ConnectError):
-        return "connection_refused" if _caused_by(exc, ConnectionRefusedError) or "refused" in str(exc).lower() \
-            else "connect_error"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        refused = isinstance(exc.os_error, ConnectionRefusedError) or _caused_by(exc, ConnectionRefusedError) \
+            or "refused" in str(exc).lower()
+        return "connection_refused" if refused else "connect_error"
     if _caused_by(exc, ConnectionResetError) or "reset" in str(exc).lower():
         return "connection_reset"
-    if isinstance(exc, httpx.RemoteProtocolError):
-        # "peer closed connection without sending complete message body": the
-        # server went away mid-response.
+    if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError)):
+        # the server went away mid-response (or its body ended before the chunked encoding did)
         return "incomplete_stream"
-    if isinstance(exc, httpx.TransportError):
-        return "transport_error"
-    if isinstance(exc, httpx.HTTPError):  # e.g. a response body that cannot be decoded
+    if isinstance(exc, aiohttp.ClientResponseError):  # e.g. a malformed response
         return "http_error"
+    if isinstance(exc, aiohttp.ClientError):
+        return "transport_error"
     if isinstance(exc, (json.JSONDecodeError, KeyError, TypeError)):
         return "protocol_error"
     raise exc
@@ -112,17 +120,17 @@ class StreamingClient:
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.timeout_s = timeout_s
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url,
+        # Made inside the running event loop (every caller is a coroutine): aiohttp binds to it.
+        self._http = aiohttp.ClientSession(
             # Open-loop load can have many requests in flight: a connection limit
             # would queue them inside the client and hide the server's queueing.
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
-            timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
+            connector=aiohttp.TCPConnector(limit=0, limit_per_host=0),
+            timeout=aiohttp.ClientTimeout(total=None, connect=connect_timeout_s, sock_read=timeout_s),
             trust_env=False,  # a local server: never through a proxy from the environment
         )
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._http.close()
 
     async def __aenter__(self) -> "StreamingClient":
         return self
@@ -175,25 +183,26 @@ class StreamingClient:
 
     async def _stream(self, rec: RequestRecord, body: dict[str, Any], arrivals: list[float]) -> None:
         done = False
-        async with self._http.stream("POST", PATHS[rec.api], json=body) as resp:
-            rec.http_status = resp.status_code
-            if resp.status_code != 200:
-                text = (await resp.aread()).decode(errors="replace")
-                rec.error_type = f"http_{resp.status_code}"
+        async with self._http.post(self.base_url + PATHS[rec.api], json=body) as resp:
+            rec.http_status = resp.status
+            if resp.status != 200:
+                text = (await resp.read()).decode(errors="replace")
+                rec.error_type = f"http_{resp.status}"
                 rec.error = _error_message(text)
                 return
-            async for line in resp.aiter_lines():
+            # one server-sent event line at a time (b"data: {...}\n", then a blank line)
+            async for line in resp.content:
                 now = time.perf_counter()
-                if not line.startswith("data:"):
+                if not line.startswith(b"data:"):
                     continue
                 data = line[5:].strip()
-                if data == "[DONE]":
+                if data == b"[DONE]":
                     done = True
                     break
                 chunk = json.loads(data)
                 if "error" in chunk:  # vLLM reports errors inside the stream after a 200
                     rec.error_type = "stream_error"
-                    rec.error = _error_message(data)
+                    rec.error = _error_message(data.decode(errors="replace"))
                     return
                 usage = chunk.get("usage")
                 choices = chunk.get("choices") or []
