@@ -37,7 +37,7 @@ study: $(STAMP)
 	$(PY) -m slmstudy run $(NOTEBOOKS)
 
 test: $(STAMP)
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests --durations=25
 	$(PY) -m slmstudy run --profile cpu
 
 lab: $(STAMP)
