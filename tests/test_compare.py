@@ -116,6 +116,12 @@ def test_parameters_added_later_compare_as_their_default_and_the_anatomy_shapes_
     assert compare.differing_params(old, {**new, "engine.tensor_parallel_size": 2}) == [
         "engine.tensor_parallel_size (1 vs 2)"]
     assert compare.differing_params(old, {"engine.max_model_len": 8192}) == ["engine.max_model_len (4096 vs 8192)"]
+    # 04's cross-check before per_user existed sent `requests` at every level, as per_user 0 does
+    assert compare.differing_params({"bench_serve.requests": 6}, {"bench_serve.requests": 6,
+                                                                   "bench_serve.per_user": 0}) == []
+    assert compare.differing_params({"bench_serve.requests": 6}, {"bench_serve.requests": 6,
+                                                                   "bench_serve.per_user": 10}) == [
+        "bench_serve.per_user (0 vs 10)"]
 
 
 def _host_runs(tok_s, util, cpu):

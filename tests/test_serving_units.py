@@ -332,3 +332,19 @@ def test_watchdog_kills_the_group_when_the_parent_is_killed():
     finally:
         if not _gone(srv):
             os.killpg(srv, 9)
+
+
+# ------------------------------------------------------- cross-check level sizes
+def test_crosscheck_levels_hold_waves_of_requests_per_user():
+    from slmstudy.experiments import serving
+    from slmstudy.experiments.registry import resolve
+    from slmstudy.serving.spec import BenchServeCheck
+
+    check = BenchServeCheck(concurrency=(1, 8, 32), requests=64, per_user=10)
+    # max(64, 10 x users): 64 at 1 user, 80 at 8, 320 at 32
+    assert [check.requests_at(c) for c in check.concurrency] == [64, 80, 320]
+    assert BenchServeCheck(concurrency=(32,), requests=64).requests_at(32) == 64  # off by default
+    # the GPU fidelity layer asks for exactly that, through its parameters and into the job
+    resolved = resolve("04_serving", "gpu", ["params/04_serving/fidelity_gpu.yaml"], None, machine=False)
+    spec = serving.load_spec(resolved.params).bench_serve
+    assert [spec.requests_at(c) for c in spec.concurrency] == [64, 80, 320]

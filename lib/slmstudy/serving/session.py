@@ -108,23 +108,24 @@ def crosscheck(server: VllmServer, job: ServeJob, out: Path, w: Workload, slo: S
     try:
         for rnd in range(1, check.rounds + 1):
             for i, c in enumerate(check.concurrency):
+                n = check.requests_at(c)
                 for tool in check.order(rnd, i):
                     lab = {**labels, "round": rnd, "tool": tool}
                     if tool == "slmstudy":
                         _sweep(server, journal, "concurrency", LoadLevels(levels=(float(c),),
-                               requests_per_level=check.requests), w, 0, slo, job.load.request_timeout_s,
+                               requests_per_level=n), w, 0, slo, job.load.request_timeout_s,
                                index, lab, None, None)  # fixed size: every tool sends the same prompts
                         continue
                     with journal.phase(tool, level=c, **lab):
                         if tool == "bench_serve":
                             line = bench_serve.run(server.base_url, server.served_model_name, tok, w, c,
-                                                   check.requests, index, out, f"bench_serve_r{rnd}_c{c}", timeout_s,
+                                                   n, index, out, f"bench_serve_r{rnd}_c{c}", timeout_s,
                                                    hosts[tool])
                         else:
-                            line = guidellm_run.run(server.base_url, server.served_model_name, w, c, check.requests,
+                            line = guidellm_run.run(server.base_url, server.served_model_name, w, c, n,
                                                     index, out, f"guidellm_r{rnd}_c{c}", timeout_s, hosts[tool])
                     journal.write("bench_serve", mode="concurrency", level=float(c), **lab, **line)
-                index += check.requests  # every tool sent these prompts; the next level gets new ones
+                index += n  # every tool sent these prompts; the next level gets new ones
     finally:
         for host in hosts.values():
             host.close()

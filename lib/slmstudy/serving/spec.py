@@ -37,6 +37,12 @@ class BenchServeCheck(Frozen):
     requests: int = Field(gt=0)
     rounds: int = Field(1, ge=1)
     tools: tuple[OtherTool, ...] = ("bench_serve",)
+    per_user: int = Field(0, ge=0)
+
+    def requests_at(self, concurrency: int) -> int:
+        """Requests one level sends: ``requests``, or ``per_user`` for each user where that is
+        more, so a busy level holds many waves of requests, not a ramp and a drain."""
+        return max(self.requests, self.per_user * concurrency)
 
     @property
     def all_tools(self) -> tuple[str, ...]:
