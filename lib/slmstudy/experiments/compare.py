@@ -75,7 +75,7 @@ IGNORED_PARAMS = {"telemetry.interval_ms", "telemetry.idle_baseline_s", "config_
                   "cold_start", "agreement", "baseline", "weights_paths", "anatomy", "where_supported"}
 # Parameters added after runs that are still compared: a run whose parameters lack one
 # ran as its default does (before tensor parallelism was a parameter, every engine had one GPU).
-ADDED_DEFAULTS = {"engine.tensor_parallel_size": 1, "bench_serve.per_user": 0}
+ADDED_DEFAULTS = {"engine.tensor_parallel_size": 1, "bench_serve.per_user": 0, "steady_state.overload_s": None}
 
 
 class CompareError(SlmstudyError):

@@ -48,6 +48,10 @@ class SteadyStateParams(Strict):
     min_s: PositiveFloat = Field(20.0, le=3600)
     per_user: PositiveInt = Field(10, le=10_000)
     max_s: PositiveFloat = Field(120.0, le=7200)
+    # Open loop: stop a level once more than overload_s seconds of its arrivals are outstanding
+    # (past the server's capacity: on the H100 DeepSeek's 128 req/s level ran to max_s, 138 s,
+    # its queue growing to a 10.9 s median first token, and 505 requests timed out connecting).
+    overload_s: PositiveFloat | None = Field(None, le=3600)
 
 
 class BenchServe(Strict):
@@ -135,7 +139,8 @@ def load_spec(p: Params) -> LoadSpec:
                                requests_per_level=p.closed_loop.requests_per_level) if p.closed_loop else None,
         open_loop=LoadLevels(levels=tuple(p.open_loop.rates), requests_per_level=p.open_loop.requests_per_level)
         if p.open_loop else None,
-        steady=SteadyState(min_s=p.steady_state.min_s, per_user=p.steady_state.per_user, max_s=p.steady_state.max_s)
+        steady=SteadyState(min_s=p.steady_state.min_s, per_user=p.steady_state.per_user, max_s=p.steady_state.max_s,
+                           overload_s=p.steady_state.overload_s)
         if p.steady_state else None)
 
 

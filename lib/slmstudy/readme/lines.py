@@ -291,15 +291,18 @@ def serving_fidelity_lines(v: RunView, label: str = "") -> list[str]:
         lines.append(f"  {serving.TOOL_NAMES.get(tool, tool)}: {len(f)} levels not measured ({why}).")
     lv = v.table("levels")
     if "window_s" in lv and lv["window_s"].notna().any():
-        over = lv[lv["errors"].fillna(0) > 0]
+        flagged = lv["overloaded"].fillna(False).astype(bool) if "overloaded" in lv else False
+        over = lv[(lv["errors"].fillna(0) > 0) | flagged]
         ss = p["steady_state"]
         text = (f"  Steady-state windows (at least {ss['min_s']:g} s and {ss['per_user']} completed requests per "
                 f"user): {number(lv['window_s'].min())}-{number(lv['window_s'].max())} s, "
                 f"{int(lv['completed'].min()):,}-{int(lv['completed'].max()):,} requests per level")
         for _, r in over.iterrows():
+            stopped = f"stopped past capacity after {number(r['duration_s'])} s, " if r.get("overloaded") is True else ""
             text += (f"; at {r['level']:g} {'requests/s' if r['mode'] == 'rate' else 'users'} "
-                     f"{display_name(r['model'])} fell behind: {int(r['errors']):,} of {int(r['requests']):,} "
-                     f"requests timed out, first token p50 {number(r['ttft_p50_s'])} s, our client's send lag p99 "
+                     f"{display_name(r['model'])} fell behind: {stopped}{int(r['errors']):,} of {int(r['requests']):,} "
+                     f"requests failed ({', '.join(f'{k}: {v:,}' for k, v in json.loads(r['error_counts']).items())}), "
+                     f"first token p50 {number(r['ttft_p50_s'])} s, our client's send lag p99 "
                      f"{number(r['send_lag_p99_s'])} s")
         lines.append(text + ".")
     return lines

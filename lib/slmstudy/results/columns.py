@@ -105,6 +105,9 @@ COLUMNS: dict[str, Column] = {
     "window_s": Column("window", "s", "the steady-state window's length (the level's duration without one)", (L,)),
     "window_short": Column("window short", "", "True: the level reached steady_state.max_s before its window was "
                            "long and full enough", (L,)),
+    "overloaded": Column("overloaded", "", "True: an open-loop level stopped past the server's capacity, more than "
+                         "steady_state.overload_s seconds of its arrivals outstanding (serving.window.overloaded); "
+                         "empty where not watched", (L,)),
     "sent": Column("sent", "requests", "every request the level sent, warm-up and drain included", (L,)),
     "warmup_excluded": Column("warm-up left out", "requests", "sent before the window began", (L,)),
     "drain_excluded": Column("drain left out", "requests", "ended after the level stopped sending", (L,)),

@@ -213,10 +213,11 @@ async def closed_loop_window(client: StreamingClient, w: Workload, concurrency: 
 
 async def open_loop_window(client: StreamingClient, w: Workload, rate: float, steady: SteadyState,
                            first_index: int = 0, on_record: Callable[[RequestRecord], None] | None = None,
-                           ) -> tuple[list[dict[str, Any]], window.Window | None, bool]:
+                           ) -> tuple[list[dict[str, Any]], window.Window | None, bool, bool]:
     """Poisson arrivals at ``rate`` req/s (seeded gaps, as ``poisson_arrivals``) until the
     steady-state window is long and full enough; the concurrency it must hold
-    ``per_user`` times is the mean in flight, rate x mean end-to-end latency."""
+    ``per_user`` times is the mean in flight, rate x mean end-to-end latency. The last
+    of (rows, window, short, overloaded) says it stopped past the server's capacity."""
     if not (rate > 0 and math.isfinite(rate)):
         raise ValueError("a steady-state window needs a finite rate > 0")
     rng = np.random.default_rng(w.seed)
@@ -242,9 +243,12 @@ async def open_loop_window(client: StreamingClient, w: Workload, rate: float, st
         return {**rec.row(), "scheduled_s": scheduled, "send_offset_s": sent, "send_lag_s": sent - scheduled}
 
     offset = 0.0
+    overloaded = False
     while True:
         in_flight = rate * st["e2e_sum"] / st["ok"] if st["ok"] else 1.0
         stop, short = _stop_sending(st, in_flight, wall0, steady)
+        if not stop and window.overloaded(len(tasks), st["ended"], rate, steady.overload_s):
+            stop, short, overloaded = True, True, True
         if stop:
             st["stop"], st["short"] = time.time(), short
             break
@@ -255,7 +259,7 @@ async def open_loop_window(client: StreamingClient, w: Workload, rate: float, st
         tasks.append(asyncio.create_task(one(len(tasks), offset)))
     rows = list(await asyncio.gather(*tasks))
     win = window.Window(st["start"], st["stop"]) if st["start"] is not None else None
-    return rows, win, st["short"] or win is None
+    return rows, win, st["short"] or win is None, overloaded
 
 
 # --------------------------------------------------------------- aggregates
@@ -371,7 +375,7 @@ async def sweep(client: StreamingClient, w: Workload, mode: Mode, levels: Sequen
             t_wall = time.time()
             t0 = time.perf_counter()
             cpu0 = time.process_time()
-            win, short = None, False
+            win, short, overloaded = None, False, None
             if steady is None and mode == "concurrency":
                 rows = await closed_loop(client, w, int(level), requests_per_level, next_index, on_record)
             elif steady is None:
@@ -379,7 +383,8 @@ async def sweep(client: StreamingClient, w: Workload, mode: Mode, levels: Sequen
             elif mode == "concurrency":
                 rows, win, short = await closed_loop_window(client, w, int(level), steady, next_index, on_record)
             else:
-                rows, win, short = await open_loop_window(client, w, float(level), steady, next_index, on_record)
+                rows, win, short, overloaded = await open_loop_window(client, w, float(level), steady, next_index,
+                                                                      on_record)
             duration = time.perf_counter() - t0
             client_cpu_s = time.process_time() - cpu0
             extra["duration_s"] = duration
@@ -403,7 +408,7 @@ async def sweep(client: StreamingClient, w: Workload, mode: Mode, levels: Sequen
         row = {**lab, "t0": t_wall, "t1": t_wall + duration, **agg, "duration_s": duration,
                "client_cpu_s": client_cpu_s, "window": "steady state" if steady is not None else "whole level",
                "window_t0": win.start if win else None, "window_t1": win.stop if win else None,
-               "window_s": win.seconds if win else duration, "window_short": short,
+               "window_s": win.seconds if win else duration, "window_short": short, "overloaded": overloaded,
                "sent": len(rows), "warmup_excluded": len(parts["warmup"]), "drain_excluded": len(parts["drain"])}
         if mode == "rate":
             lags = [r["send_lag_s"] for r in counted]

@@ -23,6 +23,7 @@ class SteadyState(Frozen):
     min_s: float = Field(gt=0)
     per_user: int = Field(ge=1)
     max_s: float = Field(gt=0)
+    overload_s: float | None = Field(None, gt=0)  # open loop: stop past capacity (window.overloaded)
 
 
 OtherTool = Literal["bench_serve", "guidellm"]

@@ -15,7 +15,11 @@ part in between. The rule, the same for every tool we compare:
 * the level sends until the window lasts ``min_s`` and holds ``per_user`` x the
   concurrency in completed steady requests (open loop: the concurrency is the mean
   number in flight, rate x mean end-to-end latency, as Little's law has it), or until
-  ``max_s`` from the level's start, when it is marked **short**.
+  ``max_s`` from the level's start, when it is marked **short**;
+* an open-loop level past the server's capacity (``overload_s`` set) stops once more than
+  ``overload_s`` seconds of its arrivals are outstanding, marked **short** and
+  **overloaded**: below capacity the requests in flight stay near rate x latency, above it
+  they grow without end, and no window would ever be steady.
 
 Pure functions: the load generator asks ``enough`` while it sends; the tables call
 ``phase``.
@@ -52,6 +56,20 @@ def phase(t_send: float, t_end: float, w: Window) -> Phase:
     if not t_end <= w.stop:  # NaN (no end recorded) counts as drain: it never completed inside
         return "drain"
     return "steady"
+
+
+def overload_limit(rate: float, overload_s: float) -> float:
+    """Outstanding requests beyond which an open-loop level is past capacity: ``rate x
+    overload_s`` (Little's law: outstanding = arrival rate x time in the system, so more is a
+    time in the system above ``overload_s``) plus 4 standard deviations of the Poisson count
+    of that mean, so a burst of arrivals at a low rate is not taken for overload."""
+    mean = rate * overload_s
+    return mean + 4.0 * math.sqrt(mean)
+
+
+def overloaded(sent: int, ended: int, rate: float, overload_s: float | None) -> bool:
+    """An open-loop level past capacity: more than ``overload_limit`` requests sent and not ended."""
+    return overload_s is not None and sent - ended > overload_limit(rate, overload_s)
 
 
 def required(per_user: int, concurrency: float) -> int:
