@@ -3,6 +3,7 @@ need an NVIDIA GPU with the CUDA build of vLLM and skip cleanly elsewhere."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
@@ -12,6 +13,27 @@ from slmstudy import paths
 from slmstudy.platform import detect
 
 ROOT = paths.project_root()
+
+
+@pytest.fixture
+def serve_app():
+    """``async with serve_app(app) as url``: an aiohttp stand-in server on a free local port
+    (a real socket for the streaming client) for the length of the block."""
+    @contextlib.asynccontextmanager
+    async def serve(app):
+        from aiohttp import web
+
+        from slmstudy.serving.server import free_port
+
+        runner = web.AppRunner(app, shutdown_timeout=1.0)  # a hung handler is not waited for
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            await runner.cleanup()
+    return serve
 
 
 def pytest_collection_modifyitems(config, items):

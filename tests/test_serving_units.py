@@ -219,7 +219,7 @@ def test_client_records_connection_refused():
 # A stand-in server on a real socket that streams what a test scripts: the client's
 # timestamps, token counts and error types against known answers (vLLM's own server is
 # tests/test_serving_engine.py's).
-def _scripted(script):
+def _scripted(script, serve_app):
     from aiohttp import web
 
     async def handler(req):
@@ -237,18 +237,12 @@ def _scripted(script):
                 await resp.write(f"data: {json.dumps(step) if isinstance(step, dict) else step}\n\n".encode())
         return resp
 
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handler)
+
     async def go(timeout_s=10.0):
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", handler)
-        runner = web.AppRunner(app, shutdown_timeout=1.0)  # a hung handler is not waited for
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        try:
-            async with StreamingClient(f"http://127.0.0.1:{port}", "m", timeout_s=timeout_s) as c:
-                return await c.request("chat", "w1 w2", 4, index=3)
-        finally:
-            await runner.cleanup()
+        async with serve_app(app) as url, StreamingClient(url, "m", timeout_s=timeout_s) as c:
+            return await c.request("chat", "w1 w2", 4, index=3)
     return go
 
 
@@ -257,11 +251,11 @@ def _chunk(completion_tokens, content=" w"):
             "usage": {"prompt_tokens": 9, "completion_tokens": completion_tokens}}
 
 
-def test_client_times_each_chunk_and_counts_tokens_from_usage():
+def test_client_times_each_chunk_and_counts_tokens_from_usage(serve_app):
     # chunks 50 ms apart, the second carrying two tokens: 3 chunks, 4 tokens
     script = [_chunk(1), 0.05, _chunk(3), 0.05, _chunk(4), {"choices": [], "usage": {"prompt_tokens": 9,
               "completion_tokens": 4}}, "[DONE]"]
-    rec = load.run_sync(_scripted(script))
+    rec = load.run_sync(_scripted(script, serve_app))
     assert rec.ok and rec.output_tokens == 4 and rec.chunk_tokens == [1, 2, 1] and rec.prompt_tokens == 9
     assert rec.counts_from == "usage"
     assert len(rec.itl_s) == 2 and all(0.045 <= g < 0.2 for g in rec.itl_s), rec.itl_s
@@ -275,8 +269,8 @@ def test_client_times_each_chunk_and_counts_tokens_from_usage():
     ([{"error": {"message": "boom", "code": 500}}], "stream_error"),  # an error after the 200
     ([_chunk(1), "hang"], "timeout"),
 ])
-def test_client_names_how_a_stream_failed(script, error_type):
-    rec = load.run_sync(lambda: _scripted(script)(timeout_s=1.0))
+def test_client_names_how_a_stream_failed(script, error_type, serve_app):
+    rec = load.run_sync(lambda: _scripted(script, serve_app)(timeout_s=1.0))
     assert rec.error_type == error_type and not rec.ok, (rec.error_type, rec.error)
     if error_type == "stream_error":
         assert rec.error == "boom"

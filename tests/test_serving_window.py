@@ -101,29 +101,19 @@ def _limited_server():
     return app
 
 
-def _open_level(rate, steady):
-    from aiohttp import web
-
+def _open_level(rate, steady, serve_app):
     from slmstudy.serving import load
     from slmstudy.serving.client import StreamingClient
-    from slmstudy.serving.server import free_port
 
     w = load.Workload(input_tokens=4, output_tokens=2, seed=1)
 
     async def go():
-        runner = web.AppRunner(_limited_server(), shutdown_timeout=1.0)
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        try:
-            async with StreamingClient(f"http://127.0.0.1:{port}", "m", timeout_s=30) as c:
-                return await load.open_loop_window(c, w, rate, steady)
-        finally:
-            await runner.cleanup()
+        async with serve_app(_limited_server()) as url, StreamingClient(url, "m", timeout_s=30) as c:
+            return await load.open_loop_window(c, w, rate, steady)
     return load.run_sync(go)
 
 
-def test_past_capacity_a_level_stops_early_and_says_so():
+def test_past_capacity_a_level_stops_early_and_says_so(serve_app):
     import time
 
     from slmstudy.serving.spec import SteadyState
@@ -132,10 +122,11 @@ def test_past_capacity_a_level_stops_early_and_says_so():
     # within about a second; without the stop the level would send until max_s (60 s)
     steady = SteadyState(min_s=5.0, per_user=2, max_s=60.0, overload_s=0.3)
     t0 = time.monotonic()
-    rows, win, short, over = _open_level(100.0, steady)
+    rows, win, short, over = _open_level(100.0, steady, serve_app)
     assert over and short
     assert time.monotonic() - t0 < 15
     assert 30 < len(rows) < 200 and all(r["ok"] for r in rows)  # every request still answered
     # 5 req/s: a quarter of capacity, outstanding stay near 5 x 0.1 s: a full window, not overloaded
-    rows, win, short, over = _open_level(5.0, SteadyState(min_s=1.0, per_user=2, max_s=30.0, overload_s=0.3))
+    rows, win, short, over = _open_level(5.0, SteadyState(min_s=1.0, per_user=2, max_s=30.0, overload_s=0.3),
+                                         serve_app)
     assert not over and not short and win.seconds >= 1.0

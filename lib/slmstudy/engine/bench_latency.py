@@ -24,9 +24,7 @@ from typing import Any
 from .. import modeldir
 from ..atomic import write_json
 from ..telemetry.sampler import Sampler
-from . import caches, procs, vllm_log
-from .core_watch import ERROR as CORE_GONE
-from .core_watch import CoreWatch
+from . import caches, core_watch, procs, vllm_log
 from .args import cli_flags, engine_env, engine_kwargs
 from .runner import RunResult, clean
 from .spec import BenchLatencyJob
@@ -114,7 +112,7 @@ def run(job: BenchLatencyJob, out: Path, cache_root: Path, tokenizer: str | None
     try:
         # the standby runs `vllm ARGV`: the arguments after our wrapper's module
         go = json.dumps([cmd[cmd.index("bench"):], str(out / "bench.log")]).encode() + b"\n"
-        core = CoreWatch(look_s=job.engine.engine.start_timeout_s)
+        core = core_watch.CoreWatch(look_s=job.engine.engine.start_timeout_s)
         fin = procs.run_logged(cmd, out / "bench.log", job.timeout_s, env=env(job, cache_root),
                                standby=standby, go=go, check=core, on_start=core.attach)
     finally:
@@ -129,9 +127,9 @@ def run(job: BenchLatencyJob, out: Path, cache_root: Path, tokenizer: str | None
     error = cause = None
     if fin.error or fin.returncode != 0 or not job_json.exists():
         error = fin.error or f"vllm bench {job.tool} {procs.describe_exit(fin.returncode)}"
-        # a time limit is the cause itself; an engine core gone is vLLM's to explain first
-        ours = fin.error if fin.error and not fin.error.startswith(CORE_GONE) else None
-        cause = ours or vllm_log.root_cause(log) or vllm_log.died_process(log) or error
+        # an engine core gone is vLLM's to explain first; a time limit is the cause itself
+        cause = core_watch.cause(fin.error, log) or fin.error or vllm_log.root_cause(log) \
+            or vllm_log.died_process(log) or error
         result["error"] = cause
     else:
         data = json.loads(job_json.read_text())

@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
 
 import psutil
 
-from . import procs
+from . import procs, vllm_log
 
 # vLLM titles its engine core process "VLLM::EngineCore" (setproctitle, prefix from
 # VLLM_PROCESS_NAME_PREFIX) and names its multiprocessing.Process "EngineCore_DP0".
@@ -86,9 +85,9 @@ class CoreWatch:
         return None
 
 
-def both(*on_start: Callable[[procs.Group], None]) -> Callable[[procs.Group], None]:
-    """One ``on_start`` calling each of several in turn."""
-    def call(group: procs.Group) -> None:
-        for f in on_start:
-            f(group)
-    return call
+def cause(error: str | None, log: str) -> str | None:
+    """The cause of a job this watch stopped (``error`` is ours): vLLM's own words where its
+    log has any, else ours, never the SIGKILL we sent the worker; None for any other error."""
+    if not (error and error.startswith(ERROR)):
+        return None
+    return vllm_log.root_cause(log) or vllm_log.died_process(log) or error

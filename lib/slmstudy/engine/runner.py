@@ -22,9 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from . import caches, procs, vllm_log
-from .core_watch import ERROR as CORE_GONE
-from .core_watch import CoreWatch, both
+from . import caches, core_watch, procs, vllm_log
 from . import journal as journal_mod
 from .spec import EngineJob
 
@@ -115,10 +113,9 @@ def explain_failure(error: str | None, returncode: int | None, log: str, fatal: 
         return None, None
     if error.startswith("TimeoutError"):
         return error, error
+    if (gone := core_watch.cause(error, log)) is not None:
+        return error, gone
     cause = vllm_log.root_cause(log)
-    if error.startswith(CORE_GONE):
-        # we stopped the worker (its SIGKILL is ours): vLLM's own words if it had any, else ours
-        return error, cause or vllm_log.died_process(log) or error
     if cause is None and fatal is not None and not vllm_log.is_wrapper(fatal):
         cause = fatal
     if cause is None:
@@ -161,19 +158,24 @@ def run_engine_job(job: EngineJob, out: Path, cache_root: Path, standby: procs.G
     baseline = mem_used() if mem_used else None
     start_timeout = job.engine.engine.start_timeout_s
 
-    core = CoreWatch(look_s=start_timeout)
+    core = core_watch.CoreWatch(look_s=start_timeout)
+    record = record_group(out)
 
     def engine_check(elapsed: float) -> str | None:
         if elapsed > start_timeout and not _engine_started(out):
             return f"TimeoutError: engine did not start within {start_timeout:.0f} s"
         return core(elapsed)
 
+    def on_start(group: procs.Group) -> None:
+        record(group)
+        core.attach(group)
+
     started = time.time()
     fin = None
     try:
         fin = procs.run_logged([*WORKER, str(out / "spec.json"), str(out)],
                                out / "engine.log", job.timeout_s, env=caches.env(cache_root),
-                               check=engine_check, on_start=both(record_group(out), core.attach), standby=standby,
+                               check=engine_check, on_start=on_start, standby=standby,
                                go=json.dumps([str(out / "spec.json"), str(out)]).encode() + b"\n")
     finally:
         (out / "running.json").unlink(missing_ok=True)
