@@ -192,6 +192,29 @@ def test_bench_throughput_at_the_largest_batch_each_round(checked):
     assert "against vllm bench throughput" in batch_scaling.crosscheck_verdict(df, 15, tool="throughput")
 
 
+def test_the_readme_quotes_the_layers_pooled_verdicts(checked):
+    # a committed folder of the layer is quoted through the notebook's own analysis:
+    # each batch's pooled difference of the medians, worked out here from the rows
+    from slmstudy.readme import lines
+    from slmstudy.results.run_folder import RunView
+
+    study, _, _ = checked
+    (line, harness) = lines.batch_fidelity_lines(RunView(study.dir), " here")
+    runs, bench_runs = study.table("runs"), study.table("bench_runs")
+    for tool, batches in (("latency", [1, 2]), ("throughput", [2])):
+        theirs_all = bench_runs[bench_runs["tool"] == tool]
+        for batch in batches:
+            ours = runs[runs["point"] == f"crosscheck_b{batch}"]["output_tok_s"].median()
+            theirs = theirs_all[theirs_all["batch"] == batch]["output_tok_s"].median()
+            # with its CI where the rounds give one (bench throughput: one value a round)
+            assert f"batch {batch} {100 * (ours / theirs - 1):+.1f}%" in line.split(f"`vllm bench {tool}`: ")[1]
+    assert "batch 1 " in line and line.count(" [") >= 2  # both latency batches carry their CIs
+    assert "2 rounds of fresh processes, 3 iterations each" in line and "tolerance 15%; here): " in line
+    table = batch_scaling.harness(study)
+    for _, r in table.iterrows():
+        assert f"batch {r['batch']} {r['slowdown_pct']:+.2f}% {r['ci95']} {r['verdict']}" in harness
+
+
 def test_step_anatomy_accounts_for_each_profiled_step(checked):
     """The anatomy windows on the real CPU engine: every window completes; the
     classes and the idle time add up to the profiled step exactly (top-level ops do

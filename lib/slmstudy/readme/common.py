@@ -49,3 +49,16 @@ def params_of(view: RunView) -> dict[str, Any]:
 
 def commit_of(view: RunView) -> str:
     return (view.environment().get("git_commit") or "")[:7] or "an unrecorded commit"
+
+
+class FolderStudy:
+    """A committed run folder as the notebooks' analysis functions read a study: its
+    typed parameters (``schema``, the notebook's ``Params``) and its tables. The
+    README quotes a layer through the same functions its notebook runs, so the two
+    cannot say different things."""
+
+    def __init__(self, view: RunView, schema: Any):
+        self.params = schema.model_validate(params_of(view))
+        self.folder = view
+        self.dir = view.dir
+        self.table = view.table

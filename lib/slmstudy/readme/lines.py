@@ -11,7 +11,8 @@ import pandas as pd
 from .. import catalog, paths, stats
 from ..display import number
 from ..results.run_folder import RunView
-from .common import ci_text, commit_of, display_name, link, mean_of, params_of, reference_dir, reference_view
+from .common import (FolderStudy, ci_text, commit_of, display_name, link, mean_of, params_of, reference_dir,
+                     reference_view)
 
 
 def batch_lines() -> list[str]:
@@ -308,12 +309,49 @@ def serving_fidelity_lines(v: RunView, label: str = "") -> list[str]:
     return lines
 
 
+def batch_fidelity_lines(v: RunView, label: str = "") -> list[str]:
+    """03's fidelity layer: our throughput against ``vllm bench latency`` at each
+    cross-check batch (the rounds' pooled medians, the difference's 95% CI and the
+    notebook's verdict), against ``vllm bench throughput`` at the largest, and what
+    streaming and timing every token costs (the harness A/B)."""
+    from ..experiments import batch_scaling
+
+    study = FolderStudy(v, batch_scaling.Params)
+    p, xc = study.params, study.params.bench_latency
+    cells = {}
+    for tool in ("latency", "throughput"):
+        df = batch_scaling.crosscheck(study, tool)
+        for _, r in df[df["round"] == "all"].iterrows():
+            ci = (f" [{r['difference_ci_lo']:+.1f}, {r['difference_ci_hi']:+.1f}]"
+                  if np.isfinite(r["difference_ci_lo"]) else "")
+            cells.setdefault((tool, r["model"]), []).append(
+                f"batch {r['batch']} {r['median_difference_pct']:+.1f}%{ci} {r['verdict']} "
+                f"({number(r['slmstudy_median_tok_s'])} vs {number(r['bench_median_tok_s'])} tok/s)"
+                if np.isfinite(r["median_difference_pct"]) else f"batch {r['batch']} not measured")
+    if not cells:
+        return []
+    w = p.workload
+    parts = [f"{display_name(m)} against `vllm bench {tool}`: " + ", ".join(c) for (tool, m), c in cells.items()]
+    lines = [f"* **Cross-check with vLLM's own benchmarks** ({w.input_len} in / {w.output_len} out, "
+             f"{xc.rounds} rounds of fresh processes, {xc.iters} iterations each, medians pooled over the rounds, "
+             f"tolerance {xc.tolerance_pct:g}%;{label}): " + "; ".join(parts) + "."]
+    if p.harness_check is not None:
+        h = batch_scaling.harness(study)
+        if "verdict" in h:
+            lines.append(f"  What streaming and timing every token costs (streamed against final-output-only runs "
+                         f"in one engine, ABBA, {p.harness_check.pairs} pairs): " + "; ".join(
+                             f"{display_name(r['model'])} batch {r['batch']} {r['slowdown_pct']:+.2f}% "
+                             f"{r['ci95']} {r['verdict']}" for _, r in h.iterrows()) + ".")
+    return lines
+
+
 # Opt-in layers' evidence (``-f`` files beyond the default study), each folder measured
 # by its own commit and named as such: the default study's folders above are one commit's.
 LAYER_LINES: dict[str, tuple[str, Callable[..., list[str]]]] = {
     "02_precision_fourbit": ("params/02_precision/fourbit_gpu.yaml", precision_lines),
     "06_edge_sweep": ("params/06_edge/sweep_gpu.yaml", edge_lines),
     "04_serving_fidelity": ("params/04_serving/fidelity_gpu.yaml", serving_fidelity_lines),
+    "03_batch_scaling_fidelity": ("params/03_batch_scaling/fidelity_gpu.yaml", batch_fidelity_lines),
 }
 
 
