@@ -73,6 +73,8 @@ def test_bench_processes_imported_vllm_beside_the_job_before(checked):
     # the plan's first measuring job is round 1's bench throughput: nothing imported before it
     assert list(bench["vllm_import_prefetched"]) == [False] + [True] * 5, bench[["tool", "round", "batch"]]
     assert (bench["vllm_import_s"].iloc[1:] > 1).all()  # vLLM's import takes seconds, even here
+    # their engine cores forked, as our engines' do: no second import in the core process
+    assert (bench["engine_core_start_method"] == "fork").all()
     timing = study.table("timing").set_index("job")
     for _, b in bench.iterrows():
         # every bench job had the next job's standby beside it (the last is followed by an engine)

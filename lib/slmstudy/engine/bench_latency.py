@@ -25,7 +25,7 @@ from .. import modeldir
 from ..atomic import write_json
 from ..telemetry.sampler import Sampler
 from . import caches, core_watch, procs, vllm_log
-from .args import cli_flags, engine_env, engine_kwargs
+from .args import cli_flags, core_start_env, core_start_method, engine_env, engine_kwargs
 from .runner import RunResult, clean
 from .spec import BenchLatencyJob
 
@@ -76,8 +76,9 @@ def _throughput_command(job: BenchLatencyJob, out_json: Path, kwargs: dict[str, 
 
 def env(job: BenchLatencyJob, cache_root: Path) -> dict[str, str]:
     """The bench process's environment (its standby's too): the model's caches, the
-    precision's engine settings."""
-    return {**caches.env(cache_root), **engine_env(job.engine.precision, job.engine.engine)}
+    precision's engine settings, and its engine core forked as our engines' are
+    (``core_start_env``)."""
+    return {**core_start_env(), **caches.env(cache_root), **engine_env(job.engine.precision, job.engine.engine)}
 
 
 STANDBY = [sys.executable, "-m", "slmstudy.engine.vllm_cli", "--standby", "bench"]
@@ -121,7 +122,8 @@ def run(job: BenchLatencyJob, out: Path, cache_root: Path, tokenizer: str | None
     log = (out / "bench.log").read_text(errors="replace")
     result: dict[str, Any] = {"command": " ".join(cmd), "returncode": fin.returncode, "seconds": fin.seconds,
                               "telemetry": sampler is not None, "vllm_import_prefetched": standby is not None,
-                              "vllm_import_s": procs.standby_import_s(log) if standby is not None else None}
+                              "vllm_import_s": procs.standby_import_s(log) if standby is not None else None,
+                              "engine_core_start_method": core_start_method(env(job, cache_root))}
     if idle:
         result.update(idle_t0=idle[0], idle_t1=idle[1], idle_state=f"before bench {job.tool} started")
     error = cause = None

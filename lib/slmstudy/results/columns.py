@@ -79,8 +79,9 @@ COLUMNS: dict[str, Column] = {
     "vllm_import_s": Column("vLLM import", "s", "import of vLLM in the engine (or bench) process", (C, B)),
     "vllm_import_prefetched": Column("import beforehand", "", "True: a standby process imported vLLM while the "
                                      "previous job ran, before it was sent this job", (C, B)),
-    "engine_core_start_method": Column("engine core start", "", "how a server's engine core process began: fork "
-                                       "(from the API server, no second import of vLLM) or spawn", (C,)),
+    "engine_core_start_method": Column("engine core start", "", "how a server's or a vllm bench process's engine "
+                                       "core began: fork (no second import of vLLM) or spawn (vLLM's CLI default; "
+                                       "empty: that default)", (C, B)),
     "compile_s": Column("torch.compile", "s", "as vLLM logs it", (C, T)),
     "graph_capture_s": Column("CUDA graphs", "s", "capture time as vLLM logs it", (C, T)),
     "compile_cache": Column("compile cache", "", "what the start found: emptied (cold start), empty or warm "

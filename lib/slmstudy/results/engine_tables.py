@@ -261,6 +261,7 @@ def build_bench(out: Path, job: BenchLatencyJob, result: RunResult) -> dict[str,
         "avg_latency_s": data.get("avg_latency_s"),
         "window_t0": data.get("window_t0"), "window_t1": data.get("window_t1"),
         "vllm_import_prefetched": data.get("vllm_import_prefetched"), "vllm_import_s": data.get("vllm_import_s"),
+        "engine_core_start_method": data.get("engine_core_start_method"),
     }
     if data.get("window_t0") is not None and data.get("telemetry"):
         tel = load_telemetry(out / "telemetry.jsonl")

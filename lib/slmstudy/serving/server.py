@@ -19,7 +19,6 @@ import atexit
 import contextlib
 import errno
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -31,7 +30,7 @@ import httpx
 import psutil
 
 from ..engine import procs, vllm_log
-from ..engine.args import cli_flags, engine_kwargs
+from ..engine.args import cli_flags, core_start_env, core_start_method, engine_kwargs
 from ..errors import SlmstudyError
 from ..params import DEFAULT_START_TIMEOUT_S, EngineOptions
 from .tokenizer import ServedModel
@@ -113,15 +112,10 @@ STANDBY = [sys.executable, "-m", "slmstudy.engine.vllm_cli", "--standby", "serve
 
 def server_env(env: dict[str, str] | None) -> dict[str, str]:
     """The environment a server (or its standby) runs with: ``env``, and the engine
-    core *forked* from the API server unless the caller or the environment says
-    otherwise. ``vllm serve`` defaults to spawn, which re-imports vLLM in the engine
-    process (~20 s of a server's ~65 s start on the lent H100); fork is vLLM's default
-    as a library, how the offline engines run, and safe here because the API server
-    never initialises CUDA (vLLM itself switches to spawn if it has)."""
-    out = dict(env or {})
-    if "VLLM_WORKER_MULTIPROC_METHOD" not in os.environ:
-        out.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "fork")
-    return out
+    core forked from the API server unless the caller or the environment says
+    otherwise (``args.core_start_env``: ~20 s of a server's ~65 s start on the lent
+    H100; the API server never initialises CUDA)."""
+    return {**core_start_env(), **(env or {})}
 
 
 def start_standby(env: dict[str, str] | None, log: Path) -> procs.Group:
@@ -222,8 +216,7 @@ class VllmServer:
             # start_s leaves out an import a standby made beforehand; its log says how long
             "vllm_import_prefetched": self.prefetched,
             "vllm_import_s": procs.standby_import_s(self.log_text()) if self.prefetched else None,
-            "engine_core_start_method": self.env.get("VLLM_WORKER_MULTIPROC_METHOD",
-                                                     os.environ.get("VLLM_WORKER_MULTIPROC_METHOD")),
+            "engine_core_start_method": core_start_method(self.env),
             "leftover_processes_killed": self.leftovers,
         }
 
