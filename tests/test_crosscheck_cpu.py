@@ -212,6 +212,7 @@ def test_the_readme_quotes_the_layers_pooled_verdicts(checked):
             assert f"batch {batch} {100 * (ours / theirs - 1):+.1f}%" in line.split(f"`vllm bench {tool}`: ")[1]
     assert "batch 1 " in line and line.count(" [") >= 2  # both latency batches carry their CIs
     assert "2 rounds of fresh processes, 3 iterations each" in line and "tolerance 15%; here): " in line
+    assert "the CI a bootstrap inside 2 pairs of processes" in line  # fewer than 3 rounds: no CI from rounds
     table = batch_scaling.harness(study)
     for _, r in table.iterrows():
         assert f"batch {r['batch']} {r['slowdown_pct']:+.2f}% {r['ci95']} {r['verdict']}" in harness

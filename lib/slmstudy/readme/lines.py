@@ -332,16 +332,21 @@ def batch_fidelity_lines(v: RunView, label: str = "") -> list[str]:
         return []
     w = p.workload
     parts = [f"{display_name(m)} against `vllm bench {tool}`: " + ", ".join(c) for (tool, m), c in cells.items()]
+    # the CI's basis as the notebook computed it: the rounds' own differences from 3
+    # rounds on, else a bootstrap inside the processes seen (one pair says little of the host)
+    basis = ("the CI from the rounds' differences" if xc.rounds >= 3 else
+             f"the CI a bootstrap inside {'one pair' if xc.rounds == 1 else f'{xc.rounds} pairs'} of processes")
     lines = [f"* **Cross-check with vLLM's own benchmarks** ({w.input_len} in / {w.output_len} out, "
-             f"{xc.rounds} rounds of fresh processes, {xc.iters} iterations each, medians pooled over the rounds, "
-             f"tolerance {xc.tolerance_pct:g}%;{label}): " + "; ".join(parts) + "."]
+             f"{xc.rounds} round{'s' if xc.rounds != 1 else ''} of fresh processes, {xc.iters} iterations each, "
+             f"medians, {basis}, tolerance {xc.tolerance_pct:g}%;{label}): " + "; ".join(parts) + "."]
     if p.harness_check is not None:
         h = batch_scaling.harness(study)
         if "verdict" in h:
             lines.append(f"  What streaming and timing every token costs (streamed against final-output-only runs "
                          f"in one engine, ABBA, {p.harness_check.pairs} pairs): " + "; ".join(
-                             f"{display_name(r['model'])} batch {r['batch']} {r['slowdown_pct']:+.2f}% "
-                             f"{r['ci95']} {r['verdict']}" for _, r in h.iterrows()) + ".")
+                             f"{display_name(m)}: " + ", ".join(f"batch {r['batch']} {r['slowdown_pct']:+.2f}% "
+                                                               f"{r['ci95']} {r['verdict']}" for _, r in g.iterrows())
+                             for m, g in h.groupby("model", sort=False)) + ".")
     return lines
 
 
@@ -350,8 +355,8 @@ def batch_fidelity_lines(v: RunView, label: str = "") -> list[str]:
 LAYER_LINES: dict[str, tuple[str, Callable[..., list[str]]]] = {
     "02_precision_fourbit": ("params/02_precision/fourbit_gpu.yaml", precision_lines),
     "06_edge_sweep": ("params/06_edge/sweep_gpu.yaml", edge_lines),
-    "04_serving_fidelity": ("params/04_serving/fidelity_gpu.yaml", serving_fidelity_lines),
     "03_batch_scaling_fidelity": ("params/03_batch_scaling/fidelity_gpu.yaml", batch_fidelity_lines),
+    "04_serving_fidelity": ("params/04_serving/fidelity_gpu.yaml", serving_fidelity_lines),
 }
 
 
@@ -361,7 +366,11 @@ def layer_lines() -> list[str]:
         folder = reference_dir() / name
         if (folder / "tables").is_dir():
             v = RunView(folder)
-            out += lines(v, f" with the layer `{layer}`, measured by {commit_of(v)} in {link(folder)}")
+            # a one-off file beside the layer (a model left out, fewer rounds): its keys are in params.yaml
+            pf = v.params_file() or {}
+            extra = set(pf.get("sources", [])) - {f"params/{pf.get('notebook')}/{pf.get('profile')}.yaml", layer}
+            also = " and a one-off file (its keys in the folder's `params.yaml`)" if extra else ""
+            out += lines(v, f" with the layer `{layer}`{also}, measured by {commit_of(v)} in {link(folder)}")
     return out
 
 
