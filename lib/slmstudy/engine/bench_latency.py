@@ -101,6 +101,7 @@ def run(job: BenchLatencyJob, out: Path, cache_root: Path, tokenizer: str | None
     job_json.unlink(missing_ok=True)
     (out / "telemetry.jsonl").unlink(missing_ok=True)
     cmd = command(job, job_json, tokenizer)
+    run_env = env(job, cache_root)
     cache_state = caches.prepare(cache_root, cold=False)
     # Rooted at this process: the tree then holds bench latency and its engine core.
     sampler = Sampler.from_options(job.engine.telemetry, out / "telemetry.jsonl", root_pid=os.getpid(),
@@ -114,7 +115,7 @@ def run(job: BenchLatencyJob, out: Path, cache_root: Path, tokenizer: str | None
         # the standby runs `vllm ARGV`: the arguments after our wrapper's module
         go = json.dumps([cmd[cmd.index("bench"):], str(out / "bench.log")]).encode() + b"\n"
         core = core_watch.CoreWatch(look_s=job.engine.engine.start_timeout_s)
-        fin = procs.run_logged(cmd, out / "bench.log", job.timeout_s, env=env(job, cache_root),
+        fin = procs.run_logged(cmd, out / "bench.log", job.timeout_s, env=run_env,
                                standby=standby, go=go, check=core, on_start=core.attach)
     finally:
         if sampler is not None:
@@ -123,7 +124,7 @@ def run(job: BenchLatencyJob, out: Path, cache_root: Path, tokenizer: str | None
     result: dict[str, Any] = {"command": " ".join(cmd), "returncode": fin.returncode, "seconds": fin.seconds,
                               "telemetry": sampler is not None, "vllm_import_prefetched": standby is not None,
                               "vllm_import_s": procs.standby_import_s(log) if standby is not None else None,
-                              "engine_core_start_method": core_start_method(env(job, cache_root))}
+                              "engine_core_start_method": core_start_method(run_env)}
     if idle:
         result.update(idle_t0=idle[0], idle_t1=idle[1], idle_state=f"before bench {job.tool} started")
     error = cause = None

@@ -248,13 +248,16 @@ def crosscheck_verdict(df: pd.DataFrame, tolerance_pct: float, tool: str = "late
                 "not run: this profile does not set bench_latency.throughput")
     parts = []
     for model, g in df[df["round"] == "all"].groupby("model", sort=False):
-        cells = []
-        for _, r in g.sort_values("batch").iterrows():
-            ci = f" [{r['difference_ci_lo']:+.1f}, {r['difference_ci_hi']:+.1f}]" \
-                if np.isfinite(r["difference_ci_lo"]) else ""
-            cells.append(f"batch {r['batch']} {r['median_difference_pct']:+.1f}%{ci} {r['verdict']}")
+        cells = [crosscheck_cell(r) for _, r in g.sort_values("batch").iterrows()]
         parts.append(f"{model} against vllm bench {tool} (tolerance {tolerance_pct:g}%): " + ", ".join(cells))
     return "; ".join(parts) + "."
+
+
+def crosscheck_cell(r: pd.Series) -> str:
+    """One pooled cross-check row in words: its batch, difference, CI where the rounds
+    gave one, and verdict (the notebook's sentence and the README's line)."""
+    ci = f" [{r['difference_ci_lo']:+.1f}, {r['difference_ci_hi']:+.1f}]" if np.isfinite(r["difference_ci_lo"]) else ""
+    return f"batch {r['batch']} {r['median_difference_pct']:+.1f}%{ci} {r['verdict']}"
 
 
 # What the host and the GPU were doing while each side measured (telemetry means):

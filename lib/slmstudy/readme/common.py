@@ -59,6 +59,4 @@ class FolderStudy:
 
     def __init__(self, view: RunView, schema: Any):
         self.params = schema.model_validate(params_of(view))
-        self.folder = view
-        self.dir = view.dir
         self.table = view.table

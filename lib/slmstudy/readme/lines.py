@@ -318,23 +318,24 @@ def batch_fidelity_lines(v: RunView, label: str = "") -> list[str]:
 
     study = FolderStudy(v, batch_scaling.Params)
     p, xc = study.params, study.params.bench_latency
-    cells = {}
+    cells, methods = {}, set()
     for tool in ("latency", "throughput"):
         df = batch_scaling.crosscheck(study, tool)
-        for _, r in df[df["round"] == "all"].iterrows():
-            ci = (f" [{r['difference_ci_lo']:+.1f}, {r['difference_ci_hi']:+.1f}]"
-                  if np.isfinite(r["difference_ci_lo"]) else "")
+        pooled = df[df["round"] == "all"]
+        if tool == "latency":
+            methods = set(pooled["ci_method"])
+        for _, r in pooled.iterrows():
             cells.setdefault((tool, r["model"]), []).append(
-                f"batch {r['batch']} {r['median_difference_pct']:+.1f}%{ci} {r['verdict']} "
+                f"{batch_scaling.crosscheck_cell(r)} "
                 f"({number(r['slmstudy_median_tok_s'])} vs {number(r['bench_median_tok_s'])} tok/s)"
                 if np.isfinite(r["median_difference_pct"]) else f"batch {r['batch']} not measured")
     if not cells:
         return []
     w = p.workload
     parts = [f"{display_name(m)} against `vllm bench {tool}`: " + ", ".join(c) for (tool, m), c in cells.items()]
-    # the CI's basis as the notebook computed it: the rounds' own differences from 3
-    # rounds on, else a bootstrap inside the processes seen (one pair says little of the host)
-    basis = ("the CI from the rounds' differences" if xc.rounds >= 3 else
+    # the CI's basis as the notebook computed it (its ci_method): the rounds' own differences,
+    # or a bootstrap inside the processes seen, which says little of the host
+    basis = ("the CI from the rounds' differences" if methods == {"rounds"} else
              f"the CI a bootstrap inside {'one pair' if xc.rounds == 1 else f'{xc.rounds} pairs'} of processes")
     lines = [f"* **Cross-check with vLLM's own benchmarks** ({w.input_len} in / {w.output_len} out, "
              f"{xc.rounds} round{'s' if xc.rounds != 1 else ''} of fresh processes, {xc.iters} iterations each, "
