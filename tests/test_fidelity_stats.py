@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from slmstudy import stats
-from slmstudy.experiments.batch_scaling import harness_rows
+from slmstudy.experiments import harness_cost
 
 
 def test_difference_of_pooled_medians():
@@ -69,15 +69,46 @@ def test_harness_slowdown_per_abba_pair():
                  {"model": "m", "batch": 8, "pair": pair, "mode": "stream", "output_tok_s": stream,
                   "short_outputs": 0}]
     rows.append({"model": "m", "batch": 8, "pair": 3, "mode": "final", "output_tok_s": 50.0, "short_outputs": 1})
-    df = harness_rows(pd.DataFrame(rows), target_pct=1.0)
+    df = harness_cost.rows(pd.DataFrame(rows), target_pct=1.0)
     r = df.iloc[0]
     assert r["pairs"] == 3  # the unpaired run is left out of the slowdown, counted in short_outputs
     assert r["slowdown_pct"] == pytest.approx(2.0) and r["slowdown_median_pct"] == pytest.approx(2.0)
     # s = 1, t(0.975, 2) = 4.303: [2 - 2.484, 2 + 2.484]
     assert r["slowdown_ci_lo"] == pytest.approx(-0.484, abs=1e-3)
     assert r["verdict"] == "not settled at 1% by 3 pairs" and r["short_outputs"] == 1
-    assert harness_rows(pd.DataFrame(rows), target_pct=5.0).iloc[0]["verdict"] == "under 5%"
-    assert harness_rows(pd.DataFrame(rows[:2]), target_pct=0.5).iloc[0]["pairs"] == 1
+    assert harness_cost.rows(pd.DataFrame(rows), target_pct=5.0).iloc[0]["verdict"] == "under 5%"
+    assert harness_cost.rows(pd.DataFrame(rows[:2]), target_pct=0.5).iloc[0]["pairs"] == 1
+
+
+def test_harness_delivery_splits_each_run_on_the_core_clock():
+    # Three pairs at batch 64, worked by hand. Each run: wall = core part + lag.
+    #   pair 0: final wall 2.000 s (lag 4 ms), stream wall 2.010 s (lag 14 ms): delivery (14 - 4) / 2000 = 0.5%
+    #   pair 1: final 2.000 (lag 5 ms), stream 2.007 (lag 11 ms): 6 / 2000 = 0.3%
+    #   pair 2: final 2.500 (lag 4 ms), stream 2.510 (lag 14 ms): 10 / 2500 = 0.4%
+    # mean 0.4%, s = 0.1, t(0.975, 2) = 4.303: half-width 0.2484 -> [0.1516, 0.6484], under 1%
+    # core parts: pair 0 1.996 vs 1.996 (0%), pair 1 1.995 vs 1.996 (+0.0501%), pair 2 2.496 vs 2.496 (0%)
+    runs = [(0, 2.000, 0.004, 2.010, 0.014), (1, 2.000, 0.005, 2.007, 0.011), (2, 2.500, 0.004, 2.510, 0.014)]
+    rows = []
+    for pair, fw, fl, sw, sl in runs:
+        for mode, wall, lag, cpu in (("final", fw, fl, 0.2 * fw), ("stream", sw, sl, 0.6 * sw)):
+            rows.append({"model": "m", "batch": 64, "pair": pair, "mode": mode, "output_tok_s": 64 * 256 / wall,
+                         "short_outputs": 0, "done_wall_s": wall, "lag_s": lag, "core_wall_s": wall - lag,
+                         "main_cpu_s": cpu})
+    r = harness_cost.rows(pd.DataFrame(rows), target_pct=1.0).iloc[0]
+    assert r["delivery_cost_pct"] == pytest.approx(0.4)
+    assert r["delivery_ci_lo"] == pytest.approx(0.1516, abs=1e-4) and r["delivery_ci_hi"] == pytest.approx(0.6484, abs=1e-4)
+    assert r["delivery_verdict"] == "under 1%"
+    assert r["lag_stream_ms"] == pytest.approx(14.0) and r["lag_final_ms"] == pytest.approx(4.0)
+    assert r["core_slowdown_pct"] == pytest.approx(100 * (1.996 - 1.995) / 1.996 / 3)
+    assert r["main_busy_stream_pct"] == pytest.approx(60.0) and r["main_busy_final_pct"] == pytest.approx(20.0)
+    # the same runs judged at 0.5%: the CI straddles it
+    assert harness_cost.rows(pd.DataFrame(rows), target_pct=0.5).iloc[0]["delivery_verdict"] == \
+        "not settled at 0.5% by 3 pairs"
+    # runs journaled before the core clock existed: the whole-run reading stays, delivery says why not
+    old = pd.DataFrame(rows).drop(columns=["done_wall_s", "lag_s", "core_wall_s", "main_cpu_s"])
+    r = harness_cost.rows(old, target_pct=1.0).iloc[0]
+    assert r["pairs"] == 3 and r["delivery_verdict"] == "not measured: no core clock in these runs"
+    assert "core's own clock" not in harness_cost.verdict(harness_cost.rows(old, 1.0))
 
 
 # ---------------------------------------------------------------- serving cross-check

@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import catalog, modeldir
 from ..telemetry.sampler import Sampler
-from . import procs
+from . import core_clock, procs
 from .args import EXTENSION, engine_env, engine_kwargs
 from .journal import Journal, run_journaled
 from ..anatomy import trace as anatomy_trace
@@ -205,7 +205,11 @@ async def telemetry_overhead(engine: Any, seed: int, check: OverheadCheck, sampl
 
 async def harness_cost(engine: Any, seed: int, check: HarnessCheck, vocab: int, journal: Journal) -> None:
     """Alternate streamed, token-timed runs with final-output-only runs of the same
-    batch and prompt lengths (ABBA order, so slow drifts cancel); journal each run."""
+    batch and prompt lengths (ABBA order, so slow drifts cancel); journal each run,
+    with the engine core's own time of its last token (core_clock) and this process's
+    CPU time: what the harness costs inside each run, apart from the host's spread."""
+    clock = core_clock.CoreClock()
+    clocked = clock.attach(engine)
     for pair in range(check.pairs):
         for batch in check.batch_sizes:
             for mode in abba(pair, "stream", "final"):
@@ -216,10 +220,14 @@ async def harness_cost(engine: Any, seed: int, check: HarnessCheck, vocab: int, 
                 run = run_batch if mode == "stream" else run_batch_final
                 with journal.phase("harness", batch=batch, mode=mode, pair=pair):
                     t0 = time.time()
+                    mark, cpu0, start = clock.mark(), time.process_time(), time.monotonic()
                     r = await run(engine, prompts, check.output_len, 0.0, f"h{pair}.{batch}.{mode}")
+                    done, cpu = time.monotonic(), time.process_time() - cpu0
+                timed = core_clock.delivery(clock.since(mark), start, done) if clocked else {}
                 journal.write("harness", pair=pair, batch=batch, mode=mode, t0=t0, wall_s=r["wall_s"],
                               output_tokens=r["output_tokens"], output_tok_s=r["output_tok_s"],
-                              short_outputs=r["short_outputs"])
+                              short_outputs=r["short_outputs"], done_wall_s=done - start,
+                              main_cpu_s=cpu, **timed)
 
 
 async def step_anatomy(engine: Any, seed: int, check: AnatomyCheck, vocab: int, journal: Journal,

@@ -20,6 +20,7 @@ from ..figures import styled
 from ..jobs import Job
 from ..params import PrecisionKey, Problem, Strict, StudyParams, Workload
 from ..params.options import BatchSize, Tokens
+from . import harness_cost
 from .base import Experiment, Study
 from .common import (
     AnatomyParams,
@@ -341,46 +342,13 @@ def harness(study: Study[Params]) -> pd.DataFrame:
     """What our per-token streaming and timing cost, per model and batch: inside
     one engine, streamed runs against final-output-only runs of the same batch and
     prompts, in ABBA pairs (so slow drifts of the host cancel). Slowdown per pair
-    = (final - streamed) / final throughput; mean and 95% CI over the pairs."""
+    = (final - streamed) / final throughput; mean and 95% CI over the pairs; and
+    each run split on the engine core's clock (harness_cost)."""
     h = study.params.harness_check
     if h is None:
         return pd.DataFrame([{"note": "not measured: this profile sets harness_check: null "
                                       "(the -f layer params/03_batch_scaling/fidelity_gpu.yaml turns it on)"}])
-    return harness_rows(study.table("harness"), h.target_pct)
-
-
-def harness_rows(df: pd.DataFrame, target_pct: float) -> pd.DataFrame:
-    """The harness table from its runs (columns model, batch, pair, mode stream or
-    final, output_tok_s, short_outputs): one row per model and batch."""
-    rows = []
-    for (model, batch), g in (df.groupby(["model", "batch"], sort=False) if not df.empty else []):
-        wide = g.pivot_table(index="pair", columns="mode", values="output_tok_s")
-        wide = wide.dropna(subset=[c for c in ("stream", "final") if c in wide])
-        if not {"stream", "final"} <= set(wide.columns) or wide.empty:
-            continue
-        slow = 100 * (wide["final"] - wide["stream"]) / wide["final"]
-        m, lo, hi, n = stats.mean_ci(slow)
-        if hi < target_pct:
-            verdict = f"under {target_pct:g}%"
-        elif lo > target_pct:
-            verdict = f"over {target_pct:g}%"
-        else:
-            verdict = f"not settled at {target_pct:g}% by {n} pairs"
-        rows.append({"model": model, "batch": int(batch), "streamed_tok_s": float(wide["stream"].mean()),
-                     "final_only_tok_s": float(wide["final"].mean()), "slowdown_pct": m,
-                     "slowdown_median_pct": float(slow.median()), "ci95": f"[{lo:.2f}, {hi:.2f}]",
-                     "slowdown_ci_lo": lo, "slowdown_ci_hi": hi, "pairs": n,
-                     "short_outputs": int(g["short_outputs"].sum()), "verdict": verdict})
-    return pd.DataFrame(rows)
-
-
-def harness_verdict(df: pd.DataFrame) -> str:
-    if df.empty or "verdict" not in df:
-        return str(df["note"].iloc[0]) if "note" in df and len(df) else "not measured"
-    worst = df.loc[df["slowdown_pct"].idxmax()]
-    return (f"Streaming and timing every token costs {df['slowdown_pct'].min():+.2f}% to "
-            f"{df['slowdown_pct'].max():+.2f}% of throughput against final outputs only; the largest at "
-            f"{worst['model']} batch {worst['batch']} ({worst['ci95']}, {worst['verdict']}).")
+    return harness_cost.rows(study.table("harness"), h.target_pct)
 
 
 @styled

@@ -348,6 +348,14 @@ def batch_fidelity_lines(v: RunView, label: str = "") -> list[str]:
                              f"{display_name(m)}: " + ", ".join(f"batch {r['batch']} {r['slowdown_pct']:+.2f}% "
                                                                f"{r['ci95']} {r['verdict']}" for _, r in g.iterrows())
                              for m, g in h.groupby("model", sort=False)) + ".")
+        if "delivery_cost_pct" in h and np.isfinite(h["delivery_cost_pct"]).any():
+            lines.append("  On the engine core's own clock, what streaming adds after the core's last step "
+                         "(lag streamed against final only, share of the run): " + "; ".join(
+                             f"{display_name(m)}: " + ", ".join(
+                                 f"batch {r['batch']} {r['delivery_cost_pct']:+.3f}% {r['delivery_ci95']} "
+                                 f"{r['delivery_verdict']} ({number(r['lag_stream_ms'])} vs "
+                                 f"{number(r['lag_final_ms'])} ms)" for _, r in g.iterrows())
+                             for m, g in h.dropna(subset=["delivery_cost_pct"]).groupby("model", sort=False)) + ".")
     return lines
 
 

@@ -198,6 +198,24 @@ COLUMNS: dict[str, Column] = {
                                "(as vllm bench latency collects them)", (A,)),
     "slowdown_median_pct": Column("slowdown, median", "%", "median over the pairs", (A,)),
     "pairs": Column("pairs", "", "ABBA pairs measured", (A,)),
+    "lag_stream_ms": Column("lag after the core, streamed", "ms", "median over pairs of a streamed run's time from "
+                            "the engine core's step that made the last token (its own timestamp) to our harness "
+                            "holding every output", (A,)),
+    "lag_final_ms": Column("lag after the core, final only", "ms", "the same for final-output-only runs", (A,)),
+    "delivery_cost_pct": Column("delivery cost", "%", "(lag streamed - lag final only) / wall time final only, mean "
+                                "over pairs: what streaming adds after the core's last step", (A,)),
+    "delivery_ci95": Column("delivery cost, 95% CI", "%", "Student's t over the pairs", (A,)),
+    "delivery_ci_lo": Column("delivery cost, CI low", "%", "lower end of that interval", (A,)),
+    "delivery_ci_hi": Column("delivery cost, CI high", "%", "upper end of that interval", (A,)),
+    "delivery_verdict": Column("delivery verdict", "", "under, over or not settled at the harness target", (A,)),
+    "core_slowdown_pct": Column("core's own slowdown", "%", "the engine core's part of each run (submit to its last "
+                                "token's step), streamed against final only, mean over pairs: carries the "
+                                "host's run-to-run spread", (A,)),
+    "core_ci95": Column("core's slowdown, 95% CI", "%", "Student's t over the pairs", (A,)),
+    "main_busy_stream_pct": Column("main process busy, streamed", "%", "the measuring process's CPU time over the "
+                                   "run's wall time, median over pairs (100% = one core: the event loop "
+                                   "delivering outputs falls behind near it)", (A,)),
+    "main_busy_final_pct": Column("main process busy, final only", "%", "the same for final-output-only runs", (A,)),
     "tool": Column("tool", "", "serving cross-check: slmstudy (our client), bench_serve (vllm bench serve) or "
                    "guidellm (GuideLLM); in the analysis, the tool ours is compared with", ("serve_crosscheck", A)),
     "requests_in_stats": Column("requests in its statistics", "requests", "GuideLLM: the completed requests "
