@@ -153,7 +153,7 @@ def test_harness_ab_alternates_streamed_and_final_only_runs(checked):
     assert (table["streamed_tok_s"] > 0).all() and (table["final_only_tok_s"] > 0).all()
     assert not table["delivery_verdict"].str.startswith("not measured").any()
     assert harness_cost.verdict(table).startswith("Streaming and timing")
-    assert "on the engine core's own clock" in harness_cost.verdict(table)
+    assert "On the engine core's own clock" in harness_cost.verdict(table)
 
 
 def test_both_sides_say_what_the_host_was_doing(checked):
