@@ -365,6 +365,8 @@ LAYER_LINES: dict[str, tuple[str, Callable[..., list[str]]]] = {
     "02_precision_fourbit": ("params/02_precision/fourbit_gpu.yaml", precision_lines),
     "06_edge_sweep": ("params/06_edge/sweep_gpu.yaml", edge_lines),
     "03_batch_scaling_fidelity": ("params/03_batch_scaling/fidelity_gpu.yaml", batch_fidelity_lines),
+    # a model whose rounds a sitting did not finish: its own folder until they are
+    "03_batch_scaling_fidelity_llama": ("params/03_batch_scaling/fidelity_gpu.yaml", batch_fidelity_lines),
     "04_serving_fidelity": ("params/04_serving/fidelity_gpu.yaml", serving_fidelity_lines),
 }
 
