@@ -261,7 +261,7 @@ def test_crosscheck_with_vllm_bench_serve_and_guidellm_takes_turns_on_the_same_p
     # one ended with the last: CI once counted 2 of 4): exact token counts over those
     counted = df["requests_in_stats"].fillna(df["completed"]) if "requests_in_stats" in df else df["completed"]
     assert (counted > 0).all() and (df["output_tokens"] == counted * OUT).all()
-    assert (df["prompt_tokens"] == 4 * 16).all()
+    assert (df["prompt_tokens"] == counted * 16).all()  # over the same requests as its output tokens
     for q in ("ttft_p50_s", "ttft_p90_s", "tpot_p50_s", "output_tok_s"):
         assert (df[q] > 0).all(), q
     assert (df.loc[df["tool"] != "guidellm", "itl_p50_s"] > 0).all()
