@@ -63,7 +63,8 @@ def _delivery(g: pd.DataFrame, target_pct: float) -> dict[str, object]:
         "core_slowdown_pct": cm, "core_ci95": f"[{clo:.2f}, {chi:.2f}]",
     }
     if not cpu.empty:
-        busy = 100 * cpu.loc[cpu.index.intersection(pairs)].div(wall.loc[cpu.index.intersection(pairs)])
+        both = cpu.index.intersection(pairs)
+        busy = 100 * cpu.loc[both].div(wall.loc[both])
         out["main_busy_stream_pct"] = float(busy["stream"].median())
         out["main_busy_final_pct"] = float(busy["final"].median())
     return out
@@ -89,6 +90,13 @@ def rows(df: pd.DataFrame, target_pct: float) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def delivered(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a harness table whose runs carried the core clock (none for older runs)."""
+    if "delivery_cost_pct" not in df:
+        return df.iloc[0:0]
+    return df[np.isfinite(df["delivery_cost_pct"].astype(float))]
+
+
 def verdict(df: pd.DataFrame) -> str:
     if df.empty or "verdict" not in df:
         return str(df["note"].iloc[0]) if "note" in df and len(df) else "not measured"
@@ -96,8 +104,8 @@ def verdict(df: pd.DataFrame) -> str:
     text = (f"Streaming and timing every token costs {df['slowdown_pct'].min():+.2f}% to "
             f"{df['slowdown_pct'].max():+.2f}% of throughput against final outputs only, whole runs; the largest "
             f"at {worst['model']} batch {worst['batch']} ({worst['ci95']}, {worst['verdict']}).")
-    if "delivery_cost_pct" in df and np.isfinite(df["delivery_cost_pct"]).any():
-        d = df.dropna(subset=["delivery_cost_pct"])
+    d = delivered(df)
+    if not d.empty:
         top = d.loc[d["delivery_cost_pct"].idxmax()]
         text += (f" On the engine core's own clock, what streaming adds after the core's last step is "
                  f"{d['delivery_cost_pct'].min():+.3f}% to {d['delivery_cost_pct'].max():+.3f}% of a run; the largest "

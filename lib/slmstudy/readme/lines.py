@@ -314,7 +314,7 @@ def batch_fidelity_lines(v: RunView, label: str = "") -> list[str]:
     cross-check batch (the rounds' pooled medians, the difference's 95% CI and the
     notebook's verdict), against ``vllm bench throughput`` at the largest, and what
     streaming and timing every token costs (the harness A/B)."""
-    from ..experiments import batch_scaling
+    from ..experiments import batch_scaling, harness_cost
 
     study = FolderStudy(v, batch_scaling.Params)
     p, xc = study.params, study.params.bench_latency
@@ -348,14 +348,15 @@ def batch_fidelity_lines(v: RunView, label: str = "") -> list[str]:
                              f"{display_name(m)}: " + ", ".join(f"batch {r['batch']} {r['slowdown_pct']:+.2f}% "
                                                                f"{r['ci95']} {r['verdict']}" for _, r in g.iterrows())
                              for m, g in h.groupby("model", sort=False)) + ".")
-        if "delivery_cost_pct" in h and np.isfinite(h["delivery_cost_pct"]).any():
+        d = harness_cost.delivered(h)
+        if not d.empty:
             lines.append("  On the engine core's own clock, what streaming adds after the core's last step "
                          "(lag streamed against final only, share of the run): " + "; ".join(
                              f"{display_name(m)}: " + ", ".join(
                                  f"batch {r['batch']} {r['delivery_cost_pct']:+.3f}% {r['delivery_ci95']} "
                                  f"{r['delivery_verdict']} ({number(r['lag_stream_ms'])} vs "
                                  f"{number(r['lag_final_ms'])} ms)" for _, r in g.iterrows())
-                             for m, g in h.dropna(subset=["delivery_cost_pct"]).groupby("model", sort=False)) + ".")
+                             for m, g in d.groupby("model", sort=False)) + ".")
     return lines
 
 
