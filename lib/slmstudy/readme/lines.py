@@ -282,9 +282,13 @@ def serving_fidelity_lines(v: RunView, label: str = "") -> list[str]:
     tol = p["bench_serve"]["tolerance_pct"]
     check = serving.bench_serve_rows(v.table("serve_crosscheck"), tol)
     models = ", ".join(display_name(m) for m in p["models"])
+    bs = p["bench_serve"]
+    # a level sends max(requests, per_user x users) (serving.spec.BenchServe.level_requests);
+    # folders measured before per_user existed sent `requests` at every level
+    more = [f"{bs['per_user'] * c:,} at {c}" for c in bs["concurrency"] if bs.get("per_user", 0) * c > bs["requests"]]
+    sent = f"{bs['requests']} requests per level" + (f" ({', '.join(more)} users: {bs['per_user']} per user)" if more else "")
     lines = [f"* **Serving cross-check** ({models}, closed loop at "
-             f"{', '.join(str(c) for c in p['bench_serve']['concurrency'])} users, {p['bench_serve']['requests']} "
-             f"requests per level, {p['bench_serve']['rounds']} rounds;{label}): "
+             f"{', '.join(str(c) for c in bs['concurrency'])} users, {sent}, {bs['rounds']} rounds;{label}): "
              + serving.bench_serve_verdict(check, tol)]
     failed = check[check["verdict"] == "not measured"] if "verdict" in check else check.iloc[:0]
     for tool, f in failed.groupby("tool", sort=True):
@@ -300,9 +304,12 @@ def serving_fidelity_lines(v: RunView, label: str = "") -> list[str]:
                 f"{int(lv['completed'].min()):,}-{int(lv['completed'].max()):,} requests per level")
         for _, r in over.iterrows():
             stopped = f"stopped past capacity after {number(r['duration_s'])} s, " if r.get("overloaded") is True else ""
+            errors = json.loads(r["error_counts"] or "{}")
+            failed = (f"{int(r['errors']):,} of {int(r['requests']):,} requests failed "
+                      f"({', '.join(f'{k}: {v:,}' for k, v in errors.items())})" if r["errors"] > 0
+                      else f"none of its {int(r['requests']):,} requests failed")
             text += (f"; at {r['level']:g} {'requests/s' if r['mode'] == 'rate' else 'users'} "
-                     f"{display_name(r['model'])} fell behind: {stopped}{int(r['errors']):,} of {int(r['requests']):,} "
-                     f"requests failed ({', '.join(f'{k}: {v:,}' for k, v in json.loads(r['error_counts']).items())}), "
+                     f"{display_name(r['model'])} fell behind: {stopped}{failed}, "
                      f"first token p50 {number(r['ttft_p50_s'])} s, our client's send lag p99 "
                      f"{number(r['send_lag_p99_s'])} s")
         lines.append(text + ".")
@@ -369,6 +376,8 @@ LAYER_LINES: dict[str, tuple[str, Callable[..., list[str]]]] = {
     # a model whose rounds a sitting did not finish: its own folder until they are
     "03_batch_scaling_fidelity_llama": ("params/03_batch_scaling/fidelity_gpu.yaml", batch_fidelity_lines),
     "04_serving_fidelity": ("params/04_serving/fidelity_gpu.yaml", serving_fidelity_lines),
+    # Llama's half, measured by a later commit whose client is aiohttp (DeepSeek's above: httpx)
+    "04_serving_fidelity_llama": ("params/04_serving/fidelity_gpu.yaml", serving_fidelity_lines),
 }
 
 
