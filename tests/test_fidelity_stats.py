@@ -243,6 +243,30 @@ def test_serving_crosscheck_names_a_failed_run():
     assert out["why"].iloc[0] == "bench_serve round 1: ConnectionError: refused"
 
 
+def test_each_tools_cpu_in_cores_by_hand():
+    """Ours: CPU over the level's span (2, 3, 1 s over 4 s: 0.5, 0.75, 0.25 cores, median
+    0.5). vllm bench serve: over its whole run in the host, which its CPU covers (6 s over
+    10 s: 0.6; over its 5 s duration it would read 1.2). A failed round and a level of
+    another size stay apart; rows without the column give no table."""
+    import pandas as pd
+
+    from slmstudy.experiments.serving import tool_cpu, tool_cpu_sentence
+
+    rows = [{"tool": "slmstudy", "round": r, "client_cpu_s": c, "duration_s": 4.0, "seconds": None}
+            for r, c in ((1, 2.0), (2, 3.0), (3, 1.0))]
+    rows += [{"tool": "bench_serve", "round": 1, "client_cpu_s": 6.0, "duration_s": 5.0, "seconds": 10.0},
+             {"tool": "bench_serve", "round": 2, "client_cpu_s": 9.0, "duration_s": 5.0, "seconds": 10.0,
+              "status": "failed"},
+             {"tool": "slmstudy", "round": 1, "client_cpu_s": 0.1, "duration_s": 1.0, "seconds": None, "level": 1.0}]
+    df = pd.DataFrame(rows).assign(model="m")
+    df["status"] = df["status"].fillna("ok") if "status" in df else "ok"
+    df["level"] = df["level"].fillna(8.0)
+    out = tool_cpu(df).set_index(["level", "tool"])["client_cores"]
+    assert out.to_dict() == {(1.0, "slmstudy"): 0.1, (8.0, "bench_serve"): 0.6, (8.0, "slmstudy"): 0.5}
+    assert tool_cpu_sentence(tool_cpu(df)).endswith(": at 8 users ours 0.50, vllm bench serve 0.60 (m).")
+    assert tool_cpu(df.drop(columns="client_cpu_s")).empty and tool_cpu_sentence(pd.DataFrame()) == ""
+
+
 def test_bootstrap_percentile_ci_by_hand():
     from slmstudy.stats import bootstrap_percentile_ci
 

@@ -265,6 +265,9 @@ def test_crosscheck_with_vllm_bench_serve_and_guidellm_takes_turns_on_the_same_p
     for q in ("ttft_p50_s", "ttft_p90_s", "tpot_p50_s", "output_tok_s"):
         assert (df[q] > 0).all(), q
     assert (df.loc[df["tool"] != "guidellm", "itl_p50_s"] > 0).all()
+    # every tool's own CPU over its level: some, and no more than the host's cores over its run
+    wall = df["seconds"].where(df["tool"] != "slmstudy", df["duration_s"])
+    assert (df["client_cpu_s"] > 0).all() and (df["client_cpu_s"] <= wall * os.cpu_count()).all()
     # the other tools' tokens/s is their count over their duration, as ours
     for tool in ("bench_serve", "guidellm"):
         b = df[df["tool"] == tool]

@@ -31,6 +31,29 @@ def test_one_import_many_levels_and_a_failing_level_stays_the_levels(tmp_path):
     assert "Usage" in (tmp_path / "l2.log").read_text() and "no-such-command" in (tmp_path / "l3.log").read_text()
     assert bad.returncode != 0 and bad.error is None
     assert not psutil.pid_exists(f1["host_pid"])
+    # each finished level says what CPU it used in the host, the failing one too (a `--help`
+    # may take less than the clock's 10 ms tick: the accounting is checked below)
+    assert all(f["client_cpu_s"] is not None and 0 <= f["client_cpu_s"] < 60 for f in (f1, f2, f3, f4))
+
+
+def test_a_levels_cpu_counts_the_processes_it_started_and_waited_for():
+    """GuideLLM runs its requests in worker processes: a level's CPU must include them.
+    A child that spins for 0.5 s of CPU is counted once it is waited for; this process's
+    own 0.3 s spin is counted too."""
+    import subprocess
+    import sys
+    import time
+
+    from slmstudy.serving.tool_host import cpu_seconds
+
+    before = cpu_seconds()
+    subprocess.run([sys.executable, "-c", "import time\nt = time.process_time()\n"
+                    "while time.process_time() - t < 0.5: pass"], check=True)
+    t = time.process_time()
+    while time.process_time() - t < 0.3:
+        pass
+    used = cpu_seconds() - before
+    assert 0.8 <= used < 2.5, used  # the child's interpreter start adds a little, never less than 0.8
 
 
 def test_a_level_past_its_limit_is_stopped_and_the_next_gets_a_new_host(tmp_path):

@@ -337,6 +337,42 @@ def bench_serve_verdict(df: pd.DataFrame, tolerance_pct: float) -> str:
     return "; ".join(parts) + "."
 
 
+def tool_cpu(df: pd.DataFrame) -> pd.DataFrame:
+    """Each tool's own CPU per cross-check level, in cores: its CPU seconds over the time
+    they were counted in (ours: the level's span; another tool's: its whole run in the
+    host, set-up included, as its CPU is), the median over rounds. On a host whose CPU
+    paces decoding, a load generator that takes more of it can slow the server it
+    measures. Empty where the rows carry no CPU (folders before the column)."""
+    if df.empty or "client_cpu_s" not in df or df["client_cpu_s"].isna().all():
+        return pd.DataFrame()
+    ok = df[(df["status"] == "ok") & df["client_cpu_s"].notna()].copy()
+    span = ok["seconds"] if "seconds" in ok else pd.Series(float("nan"), index=ok.index)
+    ok["cores"] = ok["client_cpu_s"] / span.where(ok["tool"] != "slmstudy", ok["duration_s"])
+    return (ok.groupby(["model", "level", "tool"], sort=True)["cores"].median().rename("client_cores")
+            .reset_index())
+
+
+def tool_cpu_sentence(cpu: pd.DataFrame) -> str:
+    """The busiest level's CPU of each tool, ours first: one sentence ('' without rows)."""
+    if cpu.empty:
+        return ""
+    parts = []
+    for model, m in cpu.groupby("model", sort=True):
+        top = m[m["level"] == m["level"].max()].set_index("tool")["client_cores"]
+        order = ["slmstudy", *sorted(set(top.index) - {"slmstudy"})]
+        tools = ", ".join(f"{'ours' if t == 'slmstudy' else TOOL_NAMES.get(t, t)} {top[t]:.2f}"
+                          for t in order if t in top)
+        parts.append(f"at {m['level'].max():g} users {tools} ({model})")
+    return ("Each tool's own CPU in cores, median of rounds (ours over the level's span, another tool over its "
+            "whole run, its set-up included): " + "; ".join(parts) + ".")
+
+
+def crosscheck_sentence(check: pd.DataFrame, rows: pd.DataFrame, tolerance_pct: float) -> str:
+    """The cross-check's verdict (``check``: ``bench_serve_rows``) and each tool's own CPU
+    from its ``rows``: what the notebook and the README's line say."""
+    return " ".join(filter(None, [bench_serve_verdict(check, tolerance_pct), tool_cpu_sentence(tool_cpu(rows))]))
+
+
 def slo_verdict(capacity: pd.DataFrame) -> str:
     """Where each model stops meeting the objective, in one sentence."""
     if capacity.empty:

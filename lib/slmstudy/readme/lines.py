@@ -289,7 +289,7 @@ def serving_fidelity_lines(v: RunView, label: str = "") -> list[str]:
     sent = f"{bs['requests']} requests per level" + (f" ({', '.join(more)} users: {bs['per_user']} per user)" if more else "")
     lines = [f"* **Serving cross-check** ({models}, closed loop at "
              f"{', '.join(str(c) for c in bs['concurrency'])} users, {sent}, {bs['rounds']} rounds;{label}): "
-             + serving.bench_serve_verdict(check, tol)]
+             + serving.crosscheck_sentence(check, v.table("serve_crosscheck"), tol)]
     failed = check[check["verdict"] == "not measured"] if "verdict" in check else check.iloc[:0]
     for tool, f in failed.groupby("tool", sort=True):
         why = f["why"].iloc[0].split(": ", 1)[-1].split(". ")[0]  # the error's first sentence

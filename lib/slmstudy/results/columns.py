@@ -146,7 +146,9 @@ COLUMNS: dict[str, Column] = {
     "srv_step_rate_hz": Column("engine steps/s", "1/s", "engine steps of the level over its duration", (L,)),
     "srv_prefix_cache_hit_share": Column("prefix cache hits", "share", "cached tokens / tokens looked up", (L,)),
     "srv_scrape_p50_s": Column("/metrics read time, p50", "s", "how long the server took to answer a read", (L,)),
-    "client_cpu_s": Column("client CPU", "s", "CPU seconds the load generator used during the level", (L,)),
+    "client_cpu_s": Column("client CPU", "s", "CPU seconds the load generator used during the level; in the "
+                           "serving cross-check each tool's own (another tool's: its host process and the "
+                           "processes it started, its set-up and result writing included)", (L, "serve_crosscheck")),
     # timing
     "job": Column("job", "", "a measurement of the plan, or a notebook", (T,)),
     "kind": Column("kind", "", "engine, bench_latency, serve, hardware, overhead_probe, notebook", (T,)),
@@ -224,6 +226,9 @@ COLUMNS: dict[str, Column] = {
     "slmstudy": Column("ours", "", "our client's figure, median over rounds (unit of the figure)", (A,)),
     "other": Column("theirs", "", "the other tool's figure, median over rounds (unit of the figure)", (A,)),
     "rounds": Column("rounds", "", "rounds with both sides measured", (A,)),
+    "client_cores": Column("tool's own CPU", "cores", "serving cross-check: a tool's CPU seconds over the time they "
+                           "cover (ours: the level's span; another tool's: its run in the host), median over "
+                           "rounds", (A,)),
     "seconds_between": Column("seconds apart", "s", "bench latency's end to our first run", (A,)),
     "slowdown_pct": Column("slowdown", "%", "throughput lost with the sampler running (overhead) or by streaming and "
                            "timing every token (harness), mean over pairs", (A,)),

@@ -178,6 +178,9 @@ CROSSCHECK_COLUMNS = ["round", "tool", "mode", "level", "status", "error", "requ
                      "duration_s", "output_tok_s", "req_s", "output_tokens", "prompt_tokens",
                      *[f"{q}_{k}" for q in ("ttft", "itl", "tpot", "e2e") for k in ("mean_s", "p50_s", "p90_s", "p99_s")],
                      "t0", "t1", "command",
+                     # each tool's own CPU over its level (ours: the client's process; another tool: its
+                     # host and the processes it waited for, set-up and result writing included)
+                     "client_cpu_s",
                      # how another tool's level ran: its seconds, in its host (which level of that
                      # host, the host's import before its first), processes it left behind
                      "seconds", "ran_in", "host_pid", "host_level", "host_import_s", "leftovers"]

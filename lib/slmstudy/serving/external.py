@@ -88,7 +88,9 @@ class ToolHost:
             leftovers = self.close()
             return procs.Finished(1 if code is None else code, error, leftovers, seconds), facts
         leftovers = self._kill_leftovers(before)
-        return procs.Finished(int(json.loads(done.read_text())["returncode"]), None, leftovers, seconds), facts
+        reply = json.loads(done.read_text())
+        facts["client_cpu_s"] = reply.get("cpu_s")  # the tool's CPU over its level (tool_host.cpu_seconds)
+        return procs.Finished(int(reply["returncode"]), None, leftovers, seconds), facts
 
     def _members(self) -> set[int]:
         assert self.group is not None

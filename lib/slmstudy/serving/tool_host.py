@@ -14,7 +14,11 @@ the tool's command line without the program (``bench serve ...``, ``run ...``),
 exactly what ``python -m slmstudy.engine.vllm_cli`` or ``python -m guidellm`` is
 given when run alone. While it runs, the process's stdout and stderr (file
 descriptors 1 and 2, so the tool's loggers and any process it starts too) go to
-``log``; when it ends, ``done`` gets ``{"returncode": N, "imported_s": S}``. The
+``log``; when it ends, ``done`` gets ``{"returncode": N, "imported_s": S, "cpu_s": C}``,
+C the CPU seconds the level used in the host and in the processes it started and
+waited for (GuideLLM's workers): beside a server whose host CPU paces decoding, a
+load generator's own CPU is part of what it measures, and our client records its
+own (``client_cpu_s``) for the same comparison. The
 parent (``external.ToolHost``) kills the host's process group on a timeout and
 starts a new host for the next level.
 """
@@ -76,6 +80,13 @@ def _guidellm() -> Runner:
 TOOLS: dict[str, Callable[[], Runner]] = {"vllm": _vllm, "guidellm": _guidellm}
 
 
+def cpu_seconds() -> float:
+    """CPU seconds of this process and of its children that have ended and been waited
+    for (user and system): a level's share is the difference around it."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def serve(tool: str, ready: Path) -> None:
     t0 = time.perf_counter()
     runner = TOOLS[tool]()
@@ -88,6 +99,7 @@ def serve(tool: str, ready: Path) -> None:
             continue
         req = json.loads(line)
         procs.output_to(req["log"])
+        cpu0 = cpu_seconds()
         try:
             code = runner(req["argv"])
         except SystemExit as exc:
@@ -100,7 +112,7 @@ def serve(tool: str, ready: Path) -> None:
             sys.stderr.flush()
             os.dup2(keep_out, 1)
             os.dup2(keep_err, 2)
-        write_json(Path(req["done"]), {"returncode": code, "imported_s": imported_s})
+        write_json(Path(req["done"]), {"returncode": code, "imported_s": imported_s, "cpu_s": cpu_seconds() - cpu0})
 
 
 def main() -> None:
