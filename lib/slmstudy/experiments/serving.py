@@ -346,8 +346,9 @@ def tool_cpu(df: pd.DataFrame) -> pd.DataFrame:
     if df.empty or "client_cpu_s" not in df or df["client_cpu_s"].isna().all():
         return pd.DataFrame()
     ok = df[(df["status"] == "ok") & df["client_cpu_s"].notna()].copy()
-    span = ok["seconds"] if "seconds" in ok else pd.Series(float("nan"), index=ok.index)
-    ok["cores"] = ok["client_cpu_s"] / span.where(ok["tool"] != "slmstudy", ok["duration_s"])
+    # ours has no host run: its span is the level's; another tool's CPU covers its whole run
+    span = ok["duration_s"].where(ok["tool"] == "slmstudy", ok.get("seconds"))
+    ok["cores"] = ok["client_cpu_s"] / span
     return (ok.groupby(["model", "level", "tool"], sort=True)["cores"].median().rename("client_cores")
             .reset_index())
 

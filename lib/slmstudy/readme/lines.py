@@ -279,17 +279,20 @@ def serving_fidelity_lines(v: RunView, label: str = "") -> list[str]:
     from ..experiments import serving
 
     p = params_of(v)
-    tol = p["bench_serve"]["tolerance_pct"]
-    check = serving.bench_serve_rows(v.table("serve_crosscheck"), tol)
-    models = ", ".join(display_name(m) for m in p["models"])
+    from ..serving.spec import BenchServeCheck
+
     bs = p["bench_serve"]
-    # a level sends max(requests, per_user x users) (serving.spec.BenchServe.level_requests);
-    # folders measured before per_user existed sent `requests` at every level
-    more = [f"{bs['per_user'] * c:,} at {c}" for c in bs["concurrency"] if bs.get("per_user", 0) * c > bs["requests"]]
-    sent = f"{bs['requests']} requests per level" + (f" ({', '.join(more)} users: {bs['per_user']} per user)" if more else "")
+    tol = bs["tolerance_pct"]
+    rows = v.table("serve_crosscheck")
+    check = serving.bench_serve_rows(rows, tol)
+    models = ", ".join(display_name(m) for m in p["models"])
+    # folders measured before per_user existed sent `requests` at every level (per_user 0)
+    spec = BenchServeCheck(concurrency=tuple(bs["concurrency"]), requests=bs["requests"], per_user=bs.get("per_user", 0))
+    more = [f"{spec.requests_at(c):,} at {c}" for c in spec.concurrency if spec.requests_at(c) > spec.requests]
+    sent = f"{spec.requests} requests per level" + (f" ({', '.join(more)} users: {spec.per_user} per user)" if more else "")
     lines = [f"* **Serving cross-check** ({models}, closed loop at "
-             f"{', '.join(str(c) for c in bs['concurrency'])} users, {sent}, {bs['rounds']} rounds;{label}): "
-             + serving.crosscheck_sentence(check, v.table("serve_crosscheck"), tol)]
+             f"{', '.join(str(c) for c in spec.concurrency)} users, {sent}, {bs['rounds']} rounds;{label}): "
+             + serving.crosscheck_sentence(check, rows, tol)]
     failed = check[check["verdict"] == "not measured"] if "verdict" in check else check.iloc[:0]
     for tool, f in failed.groupby("tool", sort=True):
         why = f["why"].iloc[0].split(": ", 1)[-1].split(". ")[0]  # the error's first sentence
