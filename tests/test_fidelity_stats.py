@@ -267,6 +267,56 @@ def test_each_tools_cpu_in_cores_by_hand():
     assert tool_cpu(df.drop(columns="client_cpu_s")).empty and tool_cpu_sentence(pd.DataFrame()) == ""
 
 
+def test_which_tool_the_server_ran_faster_beside_by_hand():
+    """Rounds paired by model, level and round: at 1 user ours 100 vs 105 (slower) and 110
+    vs 100 (faster): 1 of 2; at 32 users 900 vs 800 and 950 vs 900: 2 of 2. A round whose
+    other side failed is no pair; GuideLLM's rows are not vllm bench serve's."""
+    from slmstudy.experiments.serving import paired_pace, paired_pace_sentence
+
+    def row(tool, level, rnd, tok_s, status="ok"):
+        return {"model": "m", "tool": tool, "level": level, "round": rnd, "output_tok_s": tok_s, "status": status}
+
+    df = pd.DataFrame([row("slmstudy", 1.0, 1, 100.0), row("bench_serve", 1.0, 1, 105.0),
+                       row("slmstudy", 1.0, 2, 110.0), row("bench_serve", 1.0, 2, 100.0),
+                       row("slmstudy", 32.0, 1, 900.0), row("bench_serve", 32.0, 1, 800.0),
+                       row("slmstudy", 32.0, 2, 950.0), row("bench_serve", 32.0, 2, 900.0),
+                       row("slmstudy", 32.0, 3, 10.0), row("bench_serve", 32.0, 3, 999.0, "failed"),
+                       row("guidellm", 32.0, 3, 5.0)])
+    pace = paired_pace(df)
+    assert pace.set_index("level")[["faster", "rounds"]].to_dict("index") == {
+        1.0: {"faster": 1, "rounds": 2}, 32.0: {"faster": 2, "rounds": 2}}
+    assert paired_pace_sentence(pace).endswith("beside the same server: m: 1 user 1 of 2, 32 users 2 of 2.")
+    assert paired_pace(df, "guidellm").to_dict("records") == [{"model": "m", "level": 32.0, "rounds": 1, "faster": 1}]
+    assert paired_pace_sentence(paired_pace(df[df["tool"] == "slmstudy"])) == ""
+
+
+def test_crosscheck_conditions_count_pairs_by_hand():
+    """Three pairs of one model: our engine process 120, 130, 150% CPU against bench's 110,
+    135, 125 (more in 2 of 3, medians 130 vs 125); the GPU busy 90, 70, 60% against 88, 85,
+    80 (less in 2 of 3, medians 70 vs 85). The pooled row ('all') is no pair; a pair
+    without GPU telemetry (the CPU host) drops out of the GPU's count only."""
+    from slmstudy.experiments.batch_scaling import crosscheck_conditions, crosscheck_conditions_sentence
+
+    df = pd.DataFrame({"model": "m", "round": ["1", "2", "3", "all", "4"],
+                       "slmstudy_during_proc_cpu_pct_mean": [120.0, 130.0, 150.0, 0.0, 100.0],
+                       "bench_during_proc_cpu_pct_mean": [110.0, 135.0, 125.0, 999.0, 90.0],
+                       "slmstudy_during_util_gpu_pct_mean": [90.0, 70.0, 60.0, 0.0, np.nan],
+                       "bench_during_util_gpu_pct_mean": [88.0, 85.0, 80.0, 999.0, np.nan]})
+    (c,) = crosscheck_conditions(df[df["round"] != "4"]).to_dict("records")
+    assert (c["proc_cpu_pct_pairs_ours_more"], c["proc_cpu_pct_pairs"]) == (2, 3)
+    assert (c["proc_cpu_pct_ours_median"], c["proc_cpu_pct_bench_median"]) == (130.0, 125.0)
+    assert (c["util_gpu_pct_pairs_ours_less"], c["util_gpu_pct_pairs"]) == (2, 3)
+    assert (c["util_gpu_pct_ours_median"], c["util_gpu_pct_bench_median"]) == (70.0, 85.0)
+    assert crosscheck_conditions_sentence(crosscheck_conditions(df[df["round"] != "4"])) == (
+        "While each pair measured, against vllm bench latency: m: ours took more CPU in its engine process in "
+        "2 of 3 pairs (medians 130% vs 125%) and kept the GPU busy less of the time in 2 of 3 (medians 70% vs 85%).")
+    (c4,) = crosscheck_conditions(df).to_dict("records")
+    assert (c4["proc_cpu_pct_pairs_ours_more"], c4["proc_cpu_pct_pairs"], c4["util_gpu_pct_pairs"]) == (3, 4, 3)
+    cpu_only = df.drop(columns=["slmstudy_during_util_gpu_pct_mean", "bench_during_util_gpu_pct_mean"])
+    assert "GPU" not in crosscheck_conditions_sentence(crosscheck_conditions(cpu_only))
+    assert crosscheck_conditions_sentence(crosscheck_conditions(df[["model", "round"]])) == ""
+
+
 def test_bootstrap_percentile_ci_by_hand():
     from slmstudy.stats import bootstrap_percentile_ci
 

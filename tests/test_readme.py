@@ -119,19 +119,23 @@ def test_the_time_limitation_names_the_part_that_runs_alone(monkeypatch, tmp_pat
 
 
 def test_the_serving_line_says_what_each_level_sent_and_a_stopped_level_that_lost_nothing():
-    """Llama's 04 fidelity folder (per_user 10): the line's request counts are the ones each
-    tool's levels recorded (10 x 8 = 80, 10 x 32 = 320; 64 at 1 user, where 10 is fewer), and
-    its 128 req/s level, stopped past capacity with no request failed, says so instead of
-    listing an empty error count."""
+    """04's fidelity folder (both models, per_user 10): the line's request counts are the ones
+    each tool's levels recorded (10 x 8 = 80, 10 x 32 = 320; 64 at 1 user, where 10 is fewer),
+    and each model's 128 req/s level, stopped past capacity with no request failed, says so
+    instead of listing an empty error count."""
     from slmstudy.readme.lines import serving_fidelity_lines
     from slmstudy.results.run_folder import RunView
 
-    v = RunView(paths.reference_dir() / "h100" / "04_serving_fidelity_llama")
-    sent = v.table("serve_crosscheck").groupby("level")["requests"].unique()
-    assert {lvl: list(r) for lvl, r in sent.items()} == {1.0: [64], 8.0: [80], 32.0: [320]}
+    v = RunView(paths.reference_dir() / "h100" / "04_serving_fidelity")
+    xc = v.table("serve_crosscheck")
+    sent = xc.groupby(["model", "level"])["requests"].unique()
+    assert {k: list(r) for k, r in sent.items()} == {
+        (m, lvl): [n] for m in xc["model"].unique() for lvl, n in ((1.0, 64), (8.0, 80), (32.0, 320))}
     head, windows = serving_fidelity_lines(v, "")  # no tool failed: no line of failures
     assert "64 requests per level (80 at 8, 320 at 32 users: 10 per user)" in head
     lv = v.table("levels")
-    (stopped,) = lv[lv["overloaded"].fillna(False).astype(bool)].itertuples()
-    assert stopped.errors == 0 and f"none of its {stopped.requests:,} requests failed" in windows
+    stopped = lv[lv["overloaded"].fillna(False).astype(bool)]
+    assert len(stopped) == 2 and set(stopped["model"]) == set(xc["model"])
+    for r in stopped.itertuples():
+        assert r.errors == 0 and f"none of its {r.requests:,} requests failed" in windows
     assert "()" not in windows

@@ -261,6 +261,45 @@ def crosscheck_cell(r: pd.Series) -> str:
     return f"batch {r['batch']} {r['median_difference_pct']:+.1f}%{ci} {r['verdict']}"
 
 
+def crosscheck_conditions(df: pd.DataFrame) -> pd.DataFrame:
+    """Per model, over the cross-check's pairs (one batch in one round: ``crosscheck``'s
+    rows other than the pooled ones), how often our engine's process took more CPU than
+    the vLLM benchmark's and kept the GPU busy less of the time, with each side's median.
+    Batch-1 to 256 decoding of these models is paced by the host: a process that spends
+    more CPU per step leaves the GPU idle between steps, which is where a pair's gap comes
+    from when both sides ran on one machine minutes apart. Pairs without telemetry on a
+    side are left out (NaN medians where none has it: the CPU host has no GPU)."""
+    rows = []
+    for model, g in df[df["round"] != "all"].groupby("model", sort=False):
+        out: dict[str, Any] = {"model": model}
+        for cond, ours_more in (("proc_cpu_pct", True), ("util_gpu_pct", False)):
+            a, b = g.get(f"slmstudy_during_{cond}_mean"), g.get(f"bench_during_{cond}_mean")
+            both = pd.concat([a, b], axis=1).dropna() if a is not None and b is not None else pd.DataFrame()
+            x, y = (both.iloc[:, 0], both.iloc[:, 1]) if len(both) else (pd.Series(dtype=float),) * 2
+            out |= {f"{cond}_pairs": len(both), f"{cond}_ours_median": x.median(), f"{cond}_bench_median": y.median(),
+                    f"{cond}_pairs_ours_{'more' if ours_more else 'less'}": int(((x > y) if ours_more else (x < y)).sum())}
+        rows.append(out)
+    return pd.DataFrame(rows)
+
+
+def crosscheck_conditions_sentence(c: pd.DataFrame, tool: str = "latency") -> str:
+    """``crosscheck_conditions`` in one sentence ('' where no pair has telemetry)."""
+    parts = []
+    for r in c.to_dict("records"):
+        said = []
+        if r["proc_cpu_pct_pairs"]:
+            said.append(f"took more CPU in its engine process in {r['proc_cpu_pct_pairs_ours_more']} of "
+                        f"{r['proc_cpu_pct_pairs']} pairs (medians {r['proc_cpu_pct_ours_median']:.0f}% vs "
+                        f"{r['proc_cpu_pct_bench_median']:.0f}%)")
+        if r["util_gpu_pct_pairs"]:
+            said.append(f"kept the GPU busy less of the time in {r['util_gpu_pct_pairs_ours_less']} of "
+                        f"{r['util_gpu_pct_pairs']} (medians {r['util_gpu_pct_ours_median']:.0f}% vs "
+                        f"{r['util_gpu_pct_bench_median']:.0f}%)")
+        if said:
+            parts.append(f"{r['model']}: ours " + " and ".join(said))
+    return (f"While each pair measured, against vllm bench {tool}: " + "; ".join(parts) + ".") if parts else ""
+
+
 # What the host and the GPU were doing while each side measured (telemetry means):
 # batch-1 decoding is host-bound, so steal and the processes' CPU explain gaps.
 CONDITIONS = ["cpu_steal_pct", "cpu_pct", "proc_cpu_pct", "util_gpu_pct", "gpm_sm_active_pct"]

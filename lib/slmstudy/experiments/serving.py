@@ -368,10 +368,41 @@ def tool_cpu_sentence(cpu: pd.DataFrame) -> str:
             "whole run, its set-up included): " + "; ".join(parts) + ".")
 
 
+def paired_pace(df: pd.DataFrame, other: str = "bench_serve") -> pd.DataFrame:
+    """Per model and level, the rounds in which our client's level ran at a higher output
+    rate than ``other``'s beside the same server (``faster`` of ``rounds``). Every tool sends
+    the same prompts and output lengths, so the server's pace should not depend on which
+    tool drives it: one side faster in every round is a tool's influence on the server (its
+    own CPU on a host whose CPU paces decoding, say), not the host's drift between runs,
+    which favours either side. Empty without both tools' ok rows."""
+    if df.empty or "tool" not in df:
+        return pd.DataFrame()
+    ok = df[df["status"] == "ok"]
+    keys = ["model", "level", "round"]
+    pair = ok[ok["tool"] == "slmstudy"].merge(ok[ok["tool"] == other], on=keys, suffixes=("", "_other"))
+    if pair.empty:
+        return pd.DataFrame()
+    pair["faster"] = pair["output_tok_s"] > pair["output_tok_s_other"]
+    return (pair.groupby(["model", "level"], sort=True)
+            .agg(rounds=("faster", "size"), faster=("faster", "sum")).reset_index())
+
+
+def paired_pace_sentence(pace: pd.DataFrame, other: str = "bench_serve") -> str:
+    """``paired_pace`` in one sentence ('' without rows)."""
+    if pace.empty:
+        return ""
+    parts = [f"{model}: " + ", ".join(f"{r.level:g} user{'s' if r.level != 1 else ''} {r.faster} of {r.rounds}" for r in m.itertuples())
+             for model, m in pace.groupby("model", sort=True)]
+    return (f"Rounds in which our client's level ran at a higher output rate than "
+            f"{TOOL_NAMES.get(other, other)}'s beside the same server: " + "; ".join(parts) + ".")
+
+
 def crosscheck_sentence(check: pd.DataFrame, rows: pd.DataFrame, tolerance_pct: float) -> str:
-    """The cross-check's verdict (``check``: ``bench_serve_rows``) and each tool's own CPU
-    from its ``rows``: what the notebook and the README's line say."""
-    return " ".join(filter(None, [bench_serve_verdict(check, tolerance_pct), tool_cpu_sentence(tool_cpu(rows))]))
+    """The cross-check's verdict (``check``: ``bench_serve_rows``), which tool the server ran
+    faster beside and each tool's own CPU, from its ``rows``: what the notebook and the
+    README's line say."""
+    return " ".join(filter(None, [bench_serve_verdict(check, tolerance_pct), paired_pace_sentence(paired_pace(rows)),
+                                  tool_cpu_sentence(tool_cpu(rows))]))
 
 
 def slo_verdict(capacity: pd.DataFrame) -> str:

@@ -350,6 +350,10 @@ def batch_fidelity_lines(v: RunView, label: str = "") -> list[str]:
     lines = [f"* **Cross-check with vLLM's own benchmarks** ({w.input_len} in / {w.output_len} out, "
              f"{xc.rounds} round{'s' if xc.rounds != 1 else ''} of fresh processes, {xc.iters} iterations each, "
              f"medians, {basis}, tolerance {xc.tolerance_pct:g}%;{label}): " + "; ".join(parts) + "."]
+    conditions = batch_scaling.crosscheck_conditions_sentence(
+        batch_scaling.crosscheck_conditions(batch_scaling.crosscheck(study, "latency")))
+    if conditions:
+        lines.append(f"  {conditions}")
     if p.harness_check is not None:
         h = batch_scaling.harness(study)
         if "verdict" in h:
@@ -376,11 +380,7 @@ LAYER_LINES: dict[str, tuple[str, Callable[..., list[str]]]] = {
     "02_precision_fourbit": ("params/02_precision/fourbit_gpu.yaml", precision_lines),
     "06_edge_sweep": ("params/06_edge/sweep_gpu.yaml", edge_lines),
     "03_batch_scaling_fidelity": ("params/03_batch_scaling/fidelity_gpu.yaml", batch_fidelity_lines),
-    # a model whose rounds a sitting did not finish: its own folder until they are
-    "03_batch_scaling_fidelity_llama": ("params/03_batch_scaling/fidelity_gpu.yaml", batch_fidelity_lines),
     "04_serving_fidelity": ("params/04_serving/fidelity_gpu.yaml", serving_fidelity_lines),
-    # Llama's half, measured by a later commit whose client is aiohttp (DeepSeek's above: httpx)
-    "04_serving_fidelity_llama": ("params/04_serving/fidelity_gpu.yaml", serving_fidelity_lines),
 }
 
 
