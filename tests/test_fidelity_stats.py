@@ -317,6 +317,19 @@ def test_crosscheck_conditions_count_pairs_by_hand():
     assert crosscheck_conditions_sentence(crosscheck_conditions(df[["model", "round"]])) == ""
 
 
+def test_sent_failures_count_every_request_a_level_sent():
+    """A level of 4 sent requests (one failed in its drain, one with no 'ok' recorded, which
+    counts as failed) and another of 2 that all succeeded: 4 sent, 2 failed; 2 sent, 0."""
+    from slmstudy.experiments.serving import sent_failures
+
+    req = pd.DataFrame({"model": "m", "mode": "rate", "level": [128.0] * 4 + [64.0] * 2,
+                        "ok": [True, False, None, True, True, True],
+                        "window_phase": ["steady", "drain", "drain", "warmup", "steady", "steady"]})
+    got = sent_failures(req).set_index("level")[["sent", "failed"]].to_dict("index")
+    assert got == {64.0: {"sent": 2, "failed": 0}, 128.0: {"sent": 4, "failed": 2}}
+    assert sent_failures(req.drop(columns="ok")).empty and sent_failures(pd.DataFrame()).empty
+
+
 def test_bootstrap_percentile_ci_by_hand():
     from slmstudy.stats import bootstrap_percentile_ci
 

@@ -122,7 +122,7 @@ def test_the_serving_line_says_what_each_level_sent_and_a_stopped_level_that_los
     """04's fidelity folder (both models, per_user 10): the line's request counts are the ones
     each tool's levels recorded (10 x 8 = 80, 10 x 32 = 320; 64 at 1 user, where 10 is fewer),
     and each model's 128 req/s level, stopped past capacity with no request failed, says so
-    instead of listing an empty error count."""
+    instead of listing an empty error count, with every request it sent, not only its window's."""
     from slmstudy.readme.lines import serving_fidelity_lines
     from slmstudy.results.run_folder import RunView
 
@@ -137,5 +137,8 @@ def test_the_serving_line_says_what_each_level_sent_and_a_stopped_level_that_los
     stopped = lv[lv["overloaded"].fillna(False).astype(bool)]
     assert len(stopped) == 2 and set(stopped["model"]) == set(xc["model"])
     for r in stopped.itertuples():
-        assert r.errors == 0 and f"none of its {r.requests:,} requests failed" in windows
+        # the level's row counts its window; the per-request table holds all it sent
+        sent = v.table("requests").query("model == @r.model and mode == 'rate' and level == @r.level")
+        assert r.errors == 0 and sent["ok"].all() and len(sent) == r.sent > r.requests
+        assert f"none of the {r.sent:,} requests it sent failed ({r.requests:,} in its window)" in windows
     assert "()" not in windows

@@ -397,6 +397,17 @@ def paired_pace_sentence(pace: pd.DataFrame, other: str = "bench_serve") -> str:
             f"{TOOL_NAMES.get(other, other)}'s beside the same server: " + "; ".join(parts) + ".")
 
 
+def sent_failures(requests: pd.DataFrame) -> pd.DataFrame:
+    """Per model, mode and level, every request the level sent (warm-up and drain included,
+    which its statistics leave out: a level's ``errors`` count its window only) and how many
+    of them failed."""
+    if requests.empty or "ok" not in requests:
+        return pd.DataFrame(columns=["model", "mode", "level", "sent", "failed"])
+    failed = ~requests["ok"].astype("boolean").fillna(False).astype(bool)
+    g = requests.assign(failed=failed).groupby(["model", "mode", "level"], sort=True)["failed"]
+    return pd.DataFrame({"sent": g.size(), "failed": g.sum().astype(int)}).reset_index()
+
+
 def crosscheck_sentence(check: pd.DataFrame, rows: pd.DataFrame, tolerance_pct: float) -> str:
     """The cross-check's verdict (``check``: ``bench_serve_rows``), which tool the server ran
     faster beside and each tool's own CPU, from its ``rows``: what the notebook and the

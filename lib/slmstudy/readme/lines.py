@@ -305,12 +305,23 @@ def serving_fidelity_lines(v: RunView, label: str = "") -> list[str]:
         text = (f"  Steady-state windows (at least {ss['min_s']:g} s and {ss['per_user']} completed requests per "
                 f"user): {number(lv['window_s'].min())}-{number(lv['window_s'].max())} s, "
                 f"{int(lv['completed'].min()):,}-{int(lv['completed'].max()):,} requests per level")
+        # a stopped level sent more than its window counts: say what became of all it sent
+        sent = serving.sent_failures(v.table("requests") if not over.empty else pd.DataFrame()) \
+            .set_index(["model", "mode", "level"])
         for _, r in over.iterrows():
             stopped = f"stopped past capacity after {number(r['duration_s'])} s, " if r.get("overloaded") is True else ""
             errors = json.loads(r["error_counts"] or "{}")
-            failed = (f"{int(r['errors']):,} of {int(r['requests']):,} requests failed "
-                      f"({', '.join(f'{k}: {v:,}' for k, v in errors.items())})" if r["errors"] > 0
-                      else f"none of its {int(r['requests']):,} requests failed")
+            key, n = (r["model"], r["mode"], r["level"]), int(r["requests"])
+            all_sent = sent.loc[key] if key in sent.index else None
+            if r["errors"] > 0:
+                failed = (f"{int(r['errors']):,} of {n:,} requests failed "
+                          f"({', '.join(f'{k}: {v:,}' for k, v in errors.items())})")
+            elif all_sent is not None and all_sent["sent"] > n:
+                failed = (f"none of the {all_sent['sent']:,} requests it sent failed ({n:,} in its window)"
+                          if all_sent["failed"] == 0 else f"none of the {n:,} in its window failed "
+                          f"({all_sent['failed']:,} of the {all_sent['sent']:,} it sent did, outside it)")
+            else:
+                failed = f"none of its {n:,} requests failed"
             text += (f"; at {r['level']:g} {'requests/s' if r['mode'] == 'rate' else 'users'} "
                      f"{display_name(r['model'])} fell behind: {stopped}{failed}, "
                      f"first token p50 {number(r['ttft_p50_s'])} s, our client's send lag p99 "
