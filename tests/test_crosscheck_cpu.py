@@ -213,7 +213,7 @@ def test_the_readme_quotes_the_layers_pooled_verdicts(checked):
     from slmstudy.results.run_folder import RunView
 
     study, _, _ = checked
-    (line, harness, delivery) = lines.batch_fidelity_lines(RunView(study.dir), " here")
+    (line, conditions, harness, delivery) = lines.batch_fidelity_lines(RunView(study.dir), " here")
     runs, bench_runs = study.table("runs"), study.table("bench_runs")
     for tool, batches in (("latency", [1, 2]), ("throughput", [2])):
         theirs_all = bench_runs[bench_runs["tool"] == tool]
@@ -225,6 +225,16 @@ def test_the_readme_quotes_the_layers_pooled_verdicts(checked):
     assert "batch 1 " in line and line.count(" [") >= 2  # both latency batches carry their CIs
     assert "2 rounds of fresh processes, 3 iterations each" in line and "tolerance 15%; here): " in line
     assert "the CI a bootstrap inside 2 pairs of processes" in line  # fewer than 3 rounds: no CI from rounds
+    # what the processes did while each pair measured: per model, the pairs (2 batches x 2
+    # rounds) where both sides' engine CPU was sampled; the CPU host has no GPU to report
+    xc = batch_scaling.crosscheck(study)
+    pairs = xc[(xc["round"] != "all") & xc["slmstudy_during_proc_cpu_pct_mean"].notna()
+               & xc["bench_during_proc_cpu_pct_mean"].notna()]
+    assert conditions.startswith("  While each pair measured, against vllm bench latency: ") and "GPU" not in conditions
+    for model, g in pairs.groupby("model"):
+        more = int((g["slmstudy_during_proc_cpu_pct_mean"] > g["bench_during_proc_cpu_pct_mean"]).sum())
+        assert 0 < len(g) <= 4 and f"{model}: ours took more CPU in its engine process in {more} of {len(g)} pairs" \
+            in conditions
     table = batch_scaling.harness(study)
     for _, r in table.iterrows():
         assert f"batch {r['batch']} {r['slowdown_pct']:+.2f}% {r['ci95']} {r['verdict']}" in harness
