@@ -339,12 +339,12 @@ def batch_fidelity_lines(v: RunView, label: str = "") -> list[str]:
 
     study = FolderStudy(v, batch_scaling.Params)
     p, xc = study.params, study.params.bench_latency
-    cells, methods = {}, set()
+    cells, methods, latency = {}, set(), pd.DataFrame()
     for tool in ("latency", "throughput"):
         df = batch_scaling.crosscheck(study, tool)
         pooled = df[df["round"] == "all"]
         if tool == "latency":
-            methods = set(pooled["ci_method"])
+            methods, latency = set(pooled["ci_method"]), df
         for _, r in pooled.iterrows():
             cells.setdefault((tool, r["model"]), []).append(
                 f"{batch_scaling.crosscheck_cell(r)} "
@@ -361,8 +361,7 @@ def batch_fidelity_lines(v: RunView, label: str = "") -> list[str]:
     lines = [f"* **Cross-check with vLLM's own benchmarks** ({w.input_len} in / {w.output_len} out, "
              f"{xc.rounds} round{'s' if xc.rounds != 1 else ''} of fresh processes, {xc.iters} iterations each, "
              f"medians, {basis}, tolerance {xc.tolerance_pct:g}%;{label}): " + "; ".join(parts) + "."]
-    conditions = batch_scaling.crosscheck_conditions_sentence(
-        batch_scaling.crosscheck_conditions(batch_scaling.crosscheck(study, "latency")))
+    conditions = batch_scaling.crosscheck_conditions_sentence(batch_scaling.crosscheck_conditions(latency))
     if conditions:
         lines.append(f"  {conditions}")
     if p.harness_check is not None:
