@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from slmstudy.experiments import batch_scaling, harness_cost
+from slmstudy.experiments import batch_scaling, frontend_cost, harness_cost
 from slmstudy.experiments.registry import open_study
 from slmstudy.measure import executor
 from slmstudy.platform import detect
@@ -44,6 +44,7 @@ def _checked():
         "workload": {"input_len": 16, "output_len": 64, "batch_sizes": [1, 2], "repetitions": 1, "warmup": 1},
         "bench_latency": {"batch_sizes": [1, 2], "iters": 3, "warmup": 1, "rounds": 2, "throughput": True},
         "harness_check": {"batch_sizes": [1, 4], "input_len": 16, "output_len": 16, "pairs": 2},
+        "frontend_check": {"batch_sizes": [1, 2], "input_len": 16, "output_len": 16, "pairs": 2, "memory_share": 0.1},
         "anatomy": {"batch_sizes": [1, 2], "steps": 8},
     })
     outcomes = study.run()
@@ -52,10 +53,11 @@ def _checked():
 
 def test_rounds_are_fresh_engines_with_the_same_arguments(checked):
     study, outcomes, _ = checked
-    # hardware, then per round: bench throughput and bench latency at batch 2, bench at batch 1, the engine
-    assert list(outcomes["status"]) == ["ok"] * 9
+    # hardware, then per round: bench throughput and bench latency at batch 2, bench at batch 1, the engine;
+    # and the front-end A/B's engine
+    assert list(outcomes["status"]) == ["ok"] * 10
     cfg = study.table("configs")
-    engines = cfg[cfg["round"].notna()].sort_values("round")
+    engines = cfg[cfg["round"].notna() & ~cfg["config"].str.endswith("__frontends")].sort_values("round")
     assert list(engines["round"]) == [1, 2] and engines["engine_digest"].nunique() == 1
     runs = study.table("runs")
     second = runs[runs["config"] == engines["config"].iloc[1]]
@@ -213,7 +215,7 @@ def test_the_readme_quotes_the_layers_pooled_verdicts(checked):
     from slmstudy.results.run_folder import RunView
 
     study, _, _ = checked
-    (line, conditions, harness, delivery) = lines.batch_fidelity_lines(RunView(study.dir), " here")
+    (line, conditions, harness, delivery, frontends) = lines.batch_fidelity_lines(RunView(study.dir), " here")
     runs, bench_runs = study.table("runs"), study.table("bench_runs")
     for tool, batches in (("latency", [1, 2]), ("throughput", [2])):
         theirs_all = bench_runs[bench_runs["tool"] == tool]
@@ -244,6 +246,35 @@ def test_the_readme_quotes_the_layers_pooled_verdicts(checked):
         wide = g.pivot_table(index="pair", columns="mode", values=["lag_s", "done_wall_s"])
         cost = (100 * (wide["lag_s"]["stream"] - wide["lag_s"]["final"]) / wide["done_wall_s"]["final"]).mean()
         assert f"batch {batch} {cost:+.3f}% [" in delivery
+    # the front-end A/B under it: its notebook's sentence, with the README's model names
+    assert frontends == "  " + frontend_cost.sentence(batch_scaling.frontends(study), lines.display_name)
+
+
+def test_frontend_ab_runs_both_front_ends_in_one_process(checked):
+    """The A/B's job: one process, AsyncLLM and LLM of the same arguments but the memory
+    share; every pair runs each mode once per batch in that pair's order, every run
+    the full output; its analysis reads each AsyncLLM mode against LLM.generate."""
+    from slmstudy.engine import frontend_ab
+
+    study, _, _ = checked
+    runs = study.table("frontend")
+    assert len(runs) == 2 * 2 * 3 and runs["config"].nunique() == 1
+    assert (runs["output_tokens"] == 16 * runs["batch"]).all() and (runs["short_outputs"] == 0).all()
+    assert (runs["main_cpu_s"] > 0).all() and (runs["wall_s"] > 0).all()
+    for (pair, batch), g in runs.groupby(["pair", "batch"]):
+        assert tuple(g.sort_values("t0")["mode"]) == frontend_ab.order(pair)
+    cfg = study.table("configs").set_index("config").loc[runs["config"].iloc[0]]
+    assert cfg["engine_digest"] != study.table("configs").set_index("config").loc["tiny-qwen2__bf16__dummy",
+                                                                                    "engine_digest"]
+    spec = json.loads((study.dir / "configs" / runs["config"].iloc[0] / "spec.json").read_text())
+    assert spec["engine"]["engine"]["gpu_memory_utilization"] == 0.1
+    phases = study.table("phases")
+    start = phases[(phases["config"] == runs["config"].iloc[0]) & (phases["name"] == "frontend_start")]
+    assert len(start) == 1 and start["t1"].iloc[0] <= runs["t0"].min()
+    table = batch_scaling.frontends(study)
+    assert list(table["batch"]) == [1, 2] and set(table["pairs"]) == {2}
+    wide = runs[runs["batch"] == 2].pivot_table(index="pair", columns="mode", values="output_tok_s")
+    assert table.iloc[1]["stream_vs_llm_pct"] == pytest.approx((100 * (wide["stream"] / wide["llm"] - 1)).mean())
 
 
 def test_step_anatomy_accounts_for_each_profiled_step(checked):

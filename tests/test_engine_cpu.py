@@ -26,7 +26,7 @@ pytestmark = [
 ]
 
 OUT = 8
-SMALL = {"models": ["tiny-qwen2"], "bench_latency": {"enabled": False}, "anatomy": None,
+SMALL = {"models": ["tiny-qwen2"], "bench_latency": {"enabled": False}, "anatomy": None, "frontend_check": None,
          "workload": {"input_len": 16, "output_len": OUT, "batch_sizes": [1, 3], "repetitions": 2, "warmup": 1}}
 
 
@@ -124,7 +124,7 @@ def four_bit(module_project):
     for prec in FOUR_BIT:
         study = open_study("03_batch_scaling", profile="cpu", overrides={
             "models": ["tiny-qwen2"], "precision": prec, "bench_latency": {"enabled": False},
-            "harness_check": None, "anatomy": None,
+            "harness_check": None, "frontend_check": None, "anatomy": None,
             "workload": {"input_len": 16, "output_len": OUT, "batch_sizes": [1], "repetitions": 1}})
         study.run()
         rows[prec] = (study.table("configs").set_index("model").loc["tiny-qwen2"],

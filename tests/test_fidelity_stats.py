@@ -347,3 +347,77 @@ def test_bootstrap_percentile_ci_by_hand():
     x = np.random.default_rng(1).uniform(0, 1, 400)
     lo, hi = bootstrap_percentile_ci([[v] for v in x], 50)
     assert lo < 0.5 < hi and hi - lo < 0.15
+
+
+# ---------------------------------------------------------------- front-end A/B
+def _frontend_rows():
+    """Worked by hand, model m (tok/s of LLM.generate, streamed, final only per pair):
+    batch 1: (100, 90, 95), (200, 190, 200), (50, 46, 49)
+      streamed vs LLM -10, -5, -8%: mean -7.667, s 2.5166, t(0.975, 2) 4.30265 -> half 6.25161
+      final vs LLM     -5,  0, -2%: mean -2.333, the same s -> [-8.5849, +3.9183]
+    batch 8: (100, 80, 99), (100, 81, 100), (100, 79, 101), and pair 3 without its final run
+      streamed -20, -19, -21%: mean -20, s 1 -> half 2.4842: [-22.48, -17.52]
+      final -1, 0, +1%: [-2.48, +2.48]
+      CPU time / wall: streamed 1.8 / 2.0, final 1.2 / 1.6, LLM 0.8 / 1.6 -> 90, 75, 50%"""
+    rows = []
+    for batch, pairs in ((1, [(100, 90, 95), (200, 190, 200), (50, 46, 49)]),
+                         (8, [(100, 80, 99), (100, 81, 100), (100, 79, 101)])):
+        for pair, (llm, stream, final) in enumerate(pairs):
+            for mode, tok, wall, cpu in (("llm", llm, 1.6, 0.8), ("stream", stream, 2.0, 1.8),
+                                         ("final", final, 1.6, 1.2)):
+                rows.append({"model": "m", "batch": batch, "pair": pair, "mode": mode, "output_tok_s": float(tok),
+                             "wall_s": wall, "main_cpu_s": cpu, "short_outputs": 0})
+    rows += [{"model": "m", "batch": 8, "pair": 3, "mode": m, "output_tok_s": 10.0, "wall_s": 1.0,
+              "main_cpu_s": 0.1, "short_outputs": 1} for m in ("llm", "stream")]
+    return pd.DataFrame(rows)
+
+
+def test_frontend_ab_differences_from_llm_generate_by_hand():
+    from slmstudy.experiments import frontend_cost
+
+    df = frontend_cost.rows(_frontend_rows(), target_pct=3.0)
+    one, eight = df.iloc[0], df.iloc[1]
+    assert (one["batch"], eight["batch"]) == (1, 8)
+    assert one["stream_vs_llm_pct"] == pytest.approx(-23 / 3)
+    assert one["stream_vs_llm_ci_lo"] == pytest.approx(-13.918, abs=1e-3)
+    assert one["stream_vs_llm_ci_hi"] == pytest.approx(-1.415, abs=1e-3)
+    assert one["stream_vs_llm_verdict"] == "not settled at ±3% by 3 pairs"
+    assert one["final_vs_llm_ci95"] == "[-8.58, +3.92]"
+    assert one["llm_tok_s"] == pytest.approx(350 / 3) and one["stream_tok_s"] == pytest.approx(326 / 3)
+    # pair 3 of batch 8 lacks its final-only run: left out, its short outputs still counted
+    assert eight["pairs"] == 3 and eight["short_outputs"] == 2
+    assert eight["stream_vs_llm_pct"] == pytest.approx(-20.0)
+    assert eight["stream_vs_llm_ci95"] == "[-22.48, -17.52]"
+    assert eight["stream_vs_llm_verdict"] == "slower by more than 3%"
+    assert eight["final_vs_llm_pct"] == pytest.approx(0.0, abs=1e-12)
+    assert eight["final_vs_llm_verdict"] == "within ±3%"
+    assert (eight["main_busy_stream_pct"], eight["main_busy_final_pct"], eight["main_busy_llm_pct"]) == \
+        pytest.approx((90.0, 75.0, 50.0))
+    # faster by more than the target: the same runs read the other way round
+    flipped = _frontend_rows().replace({"mode": {"llm": "stream", "stream": "llm"}})
+    assert frontend_cost.rows(flipped, 3.0).iloc[1]["stream_vs_llm_verdict"] == "faster by more than 3%"
+
+
+def test_frontend_sentence_names_every_batch_and_the_largest_gap():
+    from slmstudy.experiments import frontend_cost
+
+    text = frontend_cost.sentence(frontend_cost.rows(_frontend_rows(), target_pct=3.0))
+    assert text.startswith("Inside one process (3 pairs, each mode once per pair in rotating order)")
+    assert ("m: our streamed path -7.7/-20.0% and AsyncLLM with final outputs only -2.3/+0.0% at batch 1/8; "
+            "the largest gap at batch 8, -20.00% [-22.48, -17.52] (slower by more than 3%), this process's CPU "
+            "90% of the run streamed, 75% final only and 50% in LLM.generate.") in text
+    assert frontend_cost.sentence(pd.DataFrame([{"note": "not measured: why"}])) == "not measured: why"
+
+
+def test_frontend_orders_rotate_every_mode_through_every_position():
+    from slmstudy.engine import frontend_ab
+
+    six = [frontend_ab.order(p) for p in range(6)]
+    assert six[0] == ("stream", "final", "llm") and frontend_ab.order(6) == six[0]
+    for position in range(3):
+        assert sorted(o[position] for o in six) == ["final", "final", "llm", "llm", "stream", "stream"]
+    # every mode ran before every other in half of the pairs
+    for a in ("stream", "final", "llm"):
+        for b in ("stream", "final", "llm"):
+            if a != b:
+                assert sum(o.index(a) < o.index(b) for o in six) == 3

@@ -18,7 +18,7 @@ pytestmark = [
 ]
 
 
-SMALL = {"models": ["tiny-qwen2"], "bench_latency": {"enabled": False}, "harness_check": None,
+SMALL = {"models": ["tiny-qwen2"], "bench_latency": {"enabled": False}, "harness_check": None, "frontend_check": None,
          "anatomy": {"batch_sizes": [2], "steps": 4},
          "workload": {"input_len": 16, "output_len": 8, "batch_sizes": [1, 2], "repetitions": 3, "warmup": 1}}
 

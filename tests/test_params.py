@@ -95,16 +95,27 @@ def test_gguf_precision_on_cpu_engine_is_refused_with_reason(project, monkeypatc
 
 
 def test_cross_key_check_names_the_key(project):
-    [msg] = _problems(overrides={"engine": {"max_model_len": 32}, "harness_check": None})
+    [msg] = _problems(overrides={"engine": {"max_model_len": 32}, "harness_check": None, "frontend_check": None})
     assert "key 'engine.max_model_len'" in msg and "workload.input_len + workload.output_len = 48" in msg
 
 
 def test_every_workload_of_a_notebook_is_checked_against_the_engine(project):
     # the harness check's own lengths (32 + 16 in the cpu profile) are held to the same limits
     # (the workload's 8 + 16 fit; the harness check's do not)
-    [msg] = _problems(overrides={"engine": {"max_model_len": 40}, "workload": {"input_len": 8}})
+    [msg] = _problems(overrides={"engine": {"max_model_len": 40}, "workload": {"input_len": 8},
+                                 "frontend_check": None})
     assert msg == ("overrides: key 'engine.max_model_len': harness_check.input_len + harness_check.output_len = 48 "
                    "exceeds engine.max_model_len 40")
+    # and the front-end A/B's (its engines have the engine section's context)
+    [msg] = _problems(overrides={"engine": {"max_model_len": 40}, "workload": {"input_len": 8},
+                                 "harness_check": None, "frontend_check": {"input_len": 30, "output_len": 20}})
+    assert msg == ("overrides: key 'frontend_check.input_len': frontend_check.input_len + frontend_check.output_len = 50 "
+                   "exceeds engine.max_model_len 40")
+
+
+def test_frontend_check_memory_share_leaves_room_for_two_engines(project):
+    [msg] = _problems(overrides={"frontend_check": {"memory_share": 0.5}})
+    assert "key 'frontend_check.memory_share'" in msg and "0.45" in msg
 
 
 def test_crosscheck_batches_must_be_sweep_points(project):

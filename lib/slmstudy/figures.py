@@ -34,6 +34,7 @@ PHASE_COLOURS = {
     "run": "#a8d5a2",
     "overhead": "#c9c1e6",
     "harness": "#e6c1d9",
+    "frontend": "#d9c1e6",
     "bench_serve": "#c1d9e6",
     "guidellm": "#d9e6c1",
     "anatomy": "#e6d9c1",
@@ -144,7 +145,8 @@ CPU_SERIES = [
     ("cpu_steal_pct", "host CPU steal (time the hypervisor ran other guests)", "tab:purple", ":"),
 ]
 PHASE_NAMES = {"engine_start": "engine start", "warmup": "warm-up", "run": "measured runs",
-               "overhead": "sampler on/off check", "harness": "streamed vs final-only check", "bench_serve": "vllm bench serve",
+               "overhead": "sampler on/off check", "harness": "streamed vs final-only check",
+               "frontend": "AsyncLLM vs LLM check", "bench_serve": "vllm bench serve",
                "guidellm": "GuideLLM", "anatomy": "step anatomy (profiled)", "load": "load level", "shutdown": "shutdown"}
 SMOOTH_S = 0.5  # the traces are 10-20 Hz: a half-second mean keeps every line readable
 

@@ -44,7 +44,7 @@ import psutil
 
 from ..engine.journal import Journal, Relayed, run_journaled
 from ..engine.procs import describe_exit
-from ..engine.worker import TOKEN_HIGH, prompt_ids
+from ..engine.batches import TOKEN_HIGH, prompt_ids
 from ..telemetry.sampler import Sampler
 from .spec import EdgeJob, EdgeSpec
 

@@ -84,6 +84,24 @@ class HarnessCheck(Frozen):
     pairs: int
 
 
+class FrontendCheck(Frozen):
+    """Inside one process, two engines of the same arguments, each with its own
+    engine core: vLLM's ``AsyncLLM``, which our harness drives, and ``LLM``, whose
+    ``generate`` ``vllm bench latency`` times. Runs of the same batch rotate
+    through three modes (``stream``: our measured path, every token streamed and
+    timed; ``final``: ``AsyncLLM`` with final outputs only; ``llm``: one
+    ``LLM.generate`` call), so the host's drift and its process-to-process spread
+    cancel and what each front end costs the host is left."""
+
+    MODES: ClassVar[tuple[str, ...]] = ("stream", "final", "llm")
+
+    batch_sizes: tuple[int, ...]
+    input_len: int
+    output_len: int
+    pairs: int
+    temperature: float = 0.0
+
+
 class AnatomyCheck(Frozen):
     """Profile ``steps`` decode steps from the middle of a batch of each of
     ``batch_sizes`` requests (the sweep's lengths and temperature), apart from the
@@ -134,23 +152,28 @@ class EngineJob(Frozen):
     round: int = Field(1, ge=1)
     overhead_check: OverheadCheck | None = None
     harness_check: HarnessCheck | None = None
+    frontend_check: FrontendCheck | None = None
     agreement: Agreement | None = None
     anatomy: AnatomyCheck | None = None
     timeout_s: float = Field(1800.0, gt=0)
 
     # Optional work on the engine beside its points; two different values of one
     # cannot share an engine process.
-    CHECKS: ClassVar[tuple[str, ...]] = ("overhead_check", "harness_check", "agreement", "anatomy")
+    CHECKS: ClassVar[tuple[str, ...]] = ("overhead_check", "harness_check", "frontend_check", "agreement",
+                                         "anatomy")
 
     @property
     def key(self) -> str:
         return self.engine.key + ("__cold" if self.start == "cold" else "") + (
-            f"__round{self.round}" if self.round > 1 else "")
+            "__frontends" if self.frontend_check else "") + (f"__round{self.round}" if self.round > 1 else "")
 
     @property
-    def merge_key(self) -> tuple[str, str, int]:
-        """Jobs with the same merge key can be measured by one engine process."""
-        return (self.engine.digest(), self.start, self.round)
+    def merge_key(self) -> tuple[str, str, int] | tuple[str, str, int, str]:
+        """Jobs with the same merge key can be measured by one engine process. A
+        front-end check's job stays apart (its process holds a second engine beside
+        this one), and no ``vllm bench`` run precedes it."""
+        key = (self.engine.digest(), self.start, self.round)
+        return (*key, "frontends") if self.frontend_check else key
 
     def satisfies(self, need: "EngineJob") -> bool:
         """Every point, check and output ``need`` asks for is measured by this job."""

@@ -15,12 +15,12 @@ import pandas as pd
 from pydantic import Field, PositiveInt
 
 from .. import stats
-from ..engine.spec import BenchLatencyJob, HarnessCheck, Point
+from ..engine.spec import BenchLatencyJob, EngineJob, FrontendCheck, HarnessCheck, Point
 from ..figures import styled
 from ..jobs import Job
 from ..params import PrecisionKey, Problem, Strict, StudyParams, Workload
 from ..params.options import BatchSize, Tokens
-from . import harness_cost
+from . import frontend_cost, harness_cost
 from .base import Experiment, Study
 from .common import (
     AnatomyParams,
@@ -79,11 +79,25 @@ class HarnessParams(Strict):
     target_pct: float = Field(1.0, gt=0)  # the slowdown the check accepts
 
 
+class FrontendParams(Strict):
+    """Whether ``AsyncLLM`` (our harness's engine) costs more than ``LLM`` (``vllm bench
+    latency``'s), inside one process (``engine.frontend_ab``). A job per model: two
+    engines must fit, so each gets ``memory_share`` (``gpu_memory_utilization``)."""
+
+    batch_sizes: list[BatchSize] = Field(default_factory=lambda: [1, 16, 64, 256], min_length=1, max_length=8)
+    input_len: Tokens = 128
+    output_len: Tokens = 256
+    pairs: PositiveInt = Field(6, le=100)
+    memory_share: float = Field(0.4, gt=0, le=0.45)  # two engines in one device's memory
+    target_pct: float = Field(3.0, gt=0)  # the cross-check's own target
+
+
 class Params(StudyParams):
     precision: PrecisionKey = "bf16"
     workload: Workload
     bench_latency: CrossCheck = CrossCheck()
     harness_check: HarnessParams | None = None
+    frontend_check: FrontendParams | None = None
     telemetry_overhead: OverheadParams | None = None
     anatomy: AnatomyParams | None = None
 
@@ -96,6 +110,9 @@ class Params(StudyParams):
             # Same limits as a workload (context, max_num_seqs, KV cache), named by its own keys.
             out.append(("harness_check", Workload(input_len=h.input_len, output_len=h.output_len,
                                                   batch_sizes=h.batch_sizes)))
+        if (f := self.frontend_check) is not None:
+            out.append(("frontend_check", Workload(input_len=f.input_len, output_len=f.output_len,
+                                                   batch_sizes=f.batch_sizes)))
         return out
 
     def check(self) -> list[Problem]:
@@ -111,8 +128,8 @@ class Params(StudyParams):
         return problems
 
     def max_batch(self) -> int:
-        h = self.harness_check  # the anatomy's batch sizes are the sweep's (check)
-        return max([*self.workload.batch_sizes, *(h.batch_sizes if h else [])])
+        h, f = self.harness_check, self.frontend_check  # the anatomy's batch sizes are the sweep's (check)
+        return max([*self.workload.batch_sizes, *(h.batch_sizes if h else []), *(f.batch_sizes if f else [])])
 
 
 def crosscheck_points(p: Params) -> tuple[Point, ...]:
@@ -134,6 +151,16 @@ def is_crosscheck(point: pd.Series) -> pd.Series:
 def harness_check(h: HarnessParams) -> HarnessCheck:
     return HarnessCheck(batch_sizes=tuple(h.batch_sizes), input_len=h.input_len, output_len=h.output_len,
                         pairs=h.pairs)
+
+
+def frontend_job(p: Params, model: str, f: FrontendParams) -> EngineJob:
+    """The front-end A/B's engine: the cross-check's engine arguments but for its
+    memory share (a second engine, ``LLM``, starts beside it in the same process)."""
+    spec = engine_spec(p, model, p.precision, p.max_batch())
+    spec = spec.model_copy(update={"engine": spec.engine.model_copy(update={"gpu_memory_utilization": f.memory_share})})
+    check = FrontendCheck(batch_sizes=tuple(f.batch_sizes), input_len=f.input_len, output_len=f.output_len,
+                          pairs=f.pairs, temperature=p.workload.temperature)
+    return EngineJob(engine=spec, timeout_s=p.config_timeout_s, frontend_check=check)
 
 
 def jobs(p: Params) -> list[Job]:
@@ -165,6 +192,8 @@ def jobs(p: Params) -> list[Job]:
                                            tool="throughput"))
             if n > 1:
                 out.append(engine_job(p, model, p.precision, xpoints, max_batch, round=n))
+    if p.frontend_check is not None:
+        out += [frontend_job(p, model, p.frontend_check) for model in p.models]
     return out
 
 
@@ -388,6 +417,15 @@ def harness(study: Study[Params]) -> pd.DataFrame:
         return pd.DataFrame([{"note": "not measured: this profile sets harness_check: null "
                                       "(the -f layer params/03_batch_scaling/fidelity_gpu.yaml turns it on)"}])
     return harness_cost.rows(study.table("harness"), h.target_pct)
+
+
+def frontends(study: Study[Params]) -> pd.DataFrame:
+    """AsyncLLM against LLM.generate inside one process, per model and batch (``frontend_cost``)."""
+    f = study.params.frontend_check
+    if f is None:
+        return pd.DataFrame([{"note": "not measured: this profile sets frontend_check: null "
+                                      "(the -f layer params/03_batch_scaling/fidelity_gpu.yaml turns it on)"}])
+    return frontend_cost.rows(study.table("frontend"), f.target_pct)
 
 
 @styled

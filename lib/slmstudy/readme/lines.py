@@ -381,7 +381,25 @@ def batch_fidelity_lines(v: RunView, label: str = "") -> list[str]:
                                  f"{r['delivery_verdict']} ({number(r['lag_stream_ms'])} vs "
                                  f"{number(r['lag_final_ms'])} ms)" for _, r in g.iterrows())
                              for m, g in d.groupby("model", sort=False)) + ".")
-    return lines
+    return lines + frontend_lines(v, "", study)
+
+
+def frontend_lines(v: RunView, label: str = "", study: FolderStudy | None = None) -> list[str]:
+    """03's front-end A/B: ``AsyncLLM`` against ``LLM.generate`` inside one process
+    (``frontend_cost``): a bullet of its own when its folder is (``label``), else a
+    line under the cross-check's."""
+    from ..experiments import batch_scaling, frontend_cost
+
+    study = study or FolderStudy(v, batch_scaling.Params)
+    f = study.params.frontend_check
+    table = batch_scaling.frontends(study) if f is not None else pd.DataFrame()
+    if "stream_vs_llm_pct" not in table:
+        return []
+    text = frontend_cost.sentence(table, display_name)
+    if not label:
+        return [f"  {text}"]
+    return [f"* **AsyncLLM against `LLM.generate`, inside one process** ({f.input_len} in / {f.output_len} out, "
+            f"each engine given {f.memory_share:g} of the device's memory, target ±{f.target_pct:g}%;{label}): {text}"]
 
 
 # Opt-in layers' evidence (``-f`` files beyond the default study), each folder measured
@@ -390,6 +408,7 @@ LAYER_LINES: dict[str, tuple[str, Callable[..., list[str]]]] = {
     "02_precision_fourbit": ("params/02_precision/fourbit_gpu.yaml", precision_lines),
     "06_edge_sweep": ("params/06_edge/sweep_gpu.yaml", edge_lines),
     "03_batch_scaling_fidelity": ("params/03_batch_scaling/fidelity_gpu.yaml", batch_fidelity_lines),
+    "03_batch_scaling_frontends": ("params/03_batch_scaling/fidelity_gpu.yaml", frontend_lines),
     "04_serving_fidelity": ("params/04_serving/fidelity_gpu.yaml", serving_fidelity_lines),
 }
 

@@ -218,6 +218,27 @@ COLUMNS: dict[str, Column] = {
                                    "run's wall time, median over pairs (100% = one core: the event loop "
                                    "delivering outputs falls behind near it)", (A,)),
     "main_busy_final_pct": Column("main process busy, final only", "%", "the same for final-output-only runs", (A,)),
+    # the front-end A/B (frontend_cost): AsyncLLM against LLM.generate inside one process
+    "stream_tok_s": Column("AsyncLLM, streamed", "tok/s", "front-end A/B: our measured path, every token streamed "
+                           "and timed, mean over pairs", (A,)),
+    "final_tok_s": Column("AsyncLLM, final only", "tok/s", "front-end A/B: AsyncLLM with final outputs only", (A,)),
+    "llm_tok_s": Column("LLM.generate", "tok/s", "front-end A/B: one LLM.generate call over the batch, as vllm "
+                        "bench latency times it", (A,)),
+    "stream_vs_llm_pct": Column("streamed vs LLM", "%", "(streamed / LLM.generate - 1) per pair, mean over pairs: "
+                                "the cross-check's comparison inside one process", (A,)),
+    "stream_vs_llm_ci95": Column("streamed vs LLM, 95% CI", "%", "Student's t over the pairs", (A,)),
+    "stream_vs_llm_ci_lo": Column("streamed vs LLM, CI low", "%", "lower end of that interval", (A,)),
+    "stream_vs_llm_ci_hi": Column("streamed vs LLM, CI high", "%", "upper end of that interval", (A,)),
+    "stream_vs_llm_verdict": Column("streamed vs LLM, verdict", "", "within, slower or faster by more than the "
+                                    "target, or not settled by the pairs", (A,)),
+    "final_vs_llm_pct": Column("final only vs LLM", "%", "(AsyncLLM final only / LLM.generate - 1) per pair, mean "
+                               "over pairs: the front end alone", (A,)),
+    "final_vs_llm_ci95": Column("final only vs LLM, 95% CI", "%", "Student's t over the pairs", (A,)),
+    "final_vs_llm_ci_lo": Column("final only vs LLM, CI low", "%", "lower end of that interval", (A,)),
+    "final_vs_llm_ci_hi": Column("final only vs LLM, CI high", "%", "upper end of that interval", (A,)),
+    "final_vs_llm_verdict": Column("final only vs LLM, verdict", "", "as for streamed vs LLM", (A,)),
+    "main_busy_llm_pct": Column("main process busy, LLM", "%", "the process's CPU time over the run's wall time "
+                                "during LLM.generate, median over pairs", (A,)),
     "tool": Column("tool", "", "serving cross-check: slmstudy (our client), bench_serve (vllm bench serve) or "
                    "guidellm (GuideLLM); in the analysis, the tool ours is compared with", ("serve_crosscheck", A)),
     "requests_in_stats": Column("requests in its statistics", "requests", "GuideLLM: the completed requests "

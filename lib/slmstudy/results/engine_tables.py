@@ -231,6 +231,10 @@ def build(out: Path, job: EngineJob, result: RunResult) -> dict[str, pd.DataFram
         [{**labels(job), **{k: v for k, v in r.items() if k != "type"}}
          for r in records if r["type"] == "harness" and "mode" in r]
     )
+    frontend = pd.DataFrame(
+        [{**labels(job), **{k: v for k, v in r.items() if k != "type"}}
+         for r in records if r["type"] == "frontend" and "mode" in r]
+    )
     windows, events = anatomy_rows(job, records)
     return {
         "configs": pd.DataFrame([{**config_row(job, records, tel, log, result), **facts}]),
@@ -244,6 +248,7 @@ def build(out: Path, job: EngineJob, result: RunResult) -> dict[str, pd.DataFram
         "point_errors": point_errors,
         "overhead": overhead,
         "harness": harness,
+        "frontend": frontend,
     }
 
 

@@ -42,9 +42,9 @@ from ..platform import MEASURED_ON_ENV
 from . import environment
 from .pool import Entry, Pool
 
-TABLES = ("configs", "runs", "requests", "telemetry", "phases", "point_errors", "overhead", "harness", "agreement",
+TABLES = ("configs", "runs", "requests", "telemetry", "phases", "point_errors", "overhead", "harness", "frontend", "agreement",
           "bench", "bench_runs", "levels", "timing", "server_metrics", "serve_crosscheck", "gguf_files", "anatomy", "anatomy_events")
-CSV_TABLES = {"configs", "runs", "phases", "point_errors", "overhead", "harness", "bench", "bench_runs", "levels", "timing",
+CSV_TABLES = {"configs", "runs", "phases", "point_errors", "overhead", "harness", "frontend", "bench", "bench_runs", "levels", "timing",
               "serve_crosscheck", "gguf_files", "anatomy"}
 # Small files of a pool entry copied beside its tables (results a notebook shows).
 COPIED_FILES = ("spec.json", "status.json", "environment.json", "engine.log", "bench.log", "server.log", "probe.log", "bench.json",

@@ -14,7 +14,9 @@ from ..engine import journal as journal_mod
 from ..engine import vllm_log
 from ..engine.runner import RunResult
 
-MEASURE_PHASES = ("warmup", "run", "overhead", "harness", "agreement", "anatomy", "load", "bench_serve", "guidellm")
+# the front-end A/B's second engine (its start and shutdown) is part of that check's measuring
+MEASURE_PHASES = ("warmup", "run", "overhead", "harness", "frontend_start", "frontend", "frontend_shutdown", "agreement",
+                  "anatomy", "load", "bench_serve", "guidellm")
 COLUMNS = ["job", "kind", "model", "precision", "status", "wall_s", "launch_s", "import_s", "engine_start_s",
            "weights_load_s", "compile_s", "graph_capture_s", "measure_s", "shutdown_s", "teardown_s",
            # the next job's vLLM import beside this job, and how long it was held (measure.beside)

@@ -56,7 +56,7 @@ ROLES = {"system": "<|system|>", "user": "<|user|>", "assistant": "<|assistant|>
 END = "<|end|>"
 RESERVED = [UNK, *ROLES.values(), END]  # ids 0 .. len(RESERVED) - 1
 
-# Same range as the offline engine's token-ID prompts (engine.worker): inside every
+# Same range as the offline engine's token-ID prompts (engine.batches): inside every
 # catalog vocabulary and clear of the special tokens at the top of it.
 PROMPT_WORD_LOW, PROMPT_WORD_HIGH = 1000, 100_000
 
