@@ -405,7 +405,11 @@ def test_frontend_sentence_names_every_batch_and_the_largest_gap():
     assert text.startswith("Inside one process (3 pairs, each mode once per pair in rotating order)")
     assert ("m: our streamed path -7.7/-20.0% and AsyncLLM with final outputs only -2.3/+0.0% at batch 1/8; "
             "the largest gap at batch 8, -20.00% [-22.48, -17.52] (slower by more than 3%), this process's CPU "
-            "90% of the run streamed, 75% final only and 50% in LLM.generate.") in text
+            "90% of the run streamed, 75% final only and 50% in LLM.generate; LLM.generate's own runs at batch 8 "
+            "spanned 100 to 100 tok/s.") in text
+    # the spread of LLM.generate's runs: batch 1's were 100, 200 and 50 tok/s
+    df = frontend_cost.rows(_frontend_rows(), target_pct=3.0)
+    assert (df.iloc[0]["llm_min_tok_s"], df.iloc[0]["llm_max_tok_s"]) == (50.0, 200.0)
     assert frontend_cost.sentence(pd.DataFrame([{"note": "not measured: why"}])) == "not measured: why"
 
 

@@ -142,3 +142,31 @@ def test_the_serving_line_says_what_each_level_sent_and_a_stopped_level_that_los
         assert r.errors == 0 and sent["ok"].all() and len(sent) == r.sent > r.requests
         assert f"none of the {r.sent:,} requests it sent failed ({r.requests:,} in its window)" in windows
     assert "()" not in windows
+
+
+def test_the_front_end_line_reads_each_pair_of_the_folder():
+    """The front-end A/B's folders (e6c2e91): the README quotes, per model, each AsyncLLM mode's
+    mean difference from LLM.generate, worked out here from the per-run rows: per pair
+    100 * (mode / llm - 1), averaged over the pairs; and the slowest and fastest LLM.generate
+    run at the largest batch."""
+    from slmstudy.results.run_folder import RunView
+
+    text = (paths.project_root() / "README.md").read_text()
+    for name, models in (("03_batch_scaling_frontends", 2), ("03_batch_scaling_frontends_llama", 1)):
+        v = RunView(paths.reference_dir() / "h100" / name)
+        runs = v.table("frontend")
+        assert runs["model"].nunique() == models and (runs["short_outputs"] == 0).all()
+        line = next(ln for ln in text.splitlines() if f"(outputs/reference/h100/{name})" in ln)
+        for model, g in runs.groupby("model"):
+            per = []
+            for mode in ("stream", "final"):
+                cells = []
+                for batch, b in g.groupby("batch"):
+                    wide = b.pivot_table(index="pair", columns="mode", values="output_tok_s")
+                    assert len(wide) == 12
+                    cells.append(f"{(100 * (wide[mode] / wide['llm'] - 1)).mean():+.1f}")
+                per.append("/".join(cells))
+            assert f"our streamed path {per[0]}% and AsyncLLM with final outputs only {per[1]}% at batch 1/16/64/256" \
+                in line
+            top = g[(g["batch"] == 256) & (g["mode"] == "llm")]["output_tok_s"]
+            assert f"batch 256 spanned {top.min():,.0f} to {top.max():,.0f} tok/s" in line

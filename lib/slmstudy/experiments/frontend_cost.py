@@ -55,7 +55,9 @@ def rows(df: pd.DataFrame, target_pct: float) -> pd.DataFrame:
         if tok.empty:
             continue
         row: dict[str, object] = {"model": model, "batch": int(batch), "pairs": len(tok),
-                                  **{f"{m}_tok_s": float(tok[m].mean()) for m in MODES}}
+                                  **{f"{m}_tok_s": float(tok[m].mean()) for m in MODES},
+                                  # the host's own spread inside one process: one front end, one batch
+                                  "llm_min_tok_s": float(tok["llm"].min()), "llm_max_tok_s": float(tok["llm"].max())}
         for mode in ("stream", "final"):
             diff = 100 * (tok[mode] / tok["llm"] - 1)
             m, lo, hi, n = stats.mean_ci(diff)
@@ -90,6 +92,9 @@ def sentence(df: pd.DataFrame, name: Callable[[str], str] = str) -> str:
             text += (f", this process's CPU {worst['main_busy_stream_pct']:.0f}% of the run streamed, "
                      f"{worst['main_busy_final_pct']:.0f}% final only and {worst['main_busy_llm_pct']:.0f}% "
                      f"in LLM.generate")
+        top = g.loc[g["batch"].idxmax()]
+        text += (f"; LLM.generate's own runs at batch {top['batch']} spanned {top['llm_min_tok_s']:,.0f} to "
+                 f"{top['llm_max_tok_s']:,.0f} tok/s")
         parts.append(text)
     lo, hi = int(df["pairs"].min()), int(df["pairs"].max())
     pairs = f"{lo} pairs" if lo == hi else f"{lo}-{hi} pairs"

@@ -398,7 +398,7 @@ def frontend_lines(v: RunView, label: str = "", study: FolderStudy | None = None
     text = frontend_cost.sentence(table, display_name)
     if not label:
         return [f"  {text}"]
-    return [f"* **AsyncLLM against `LLM.generate`, inside one process** ({f.input_len} in / {f.output_len} out, "
+    return [f"* **Our front end against `vllm bench latency`'s: `AsyncLLM` and `LLM.generate` in one process** ({f.input_len} in / {f.output_len} out, "
             f"each engine given {f.memory_share:g} of the device's memory, target ±{f.target_pct:g}%;{label}): {text}"]
 
 
@@ -409,6 +409,7 @@ LAYER_LINES: dict[str, tuple[str, Callable[..., list[str]]]] = {
     "06_edge_sweep": ("params/06_edge/sweep_gpu.yaml", edge_lines),
     "03_batch_scaling_fidelity": ("params/03_batch_scaling/fidelity_gpu.yaml", batch_fidelity_lines),
     "03_batch_scaling_frontends": ("params/03_batch_scaling/fidelity_gpu.yaml", frontend_lines),
+    "03_batch_scaling_frontends_llama": ("params/03_batch_scaling/fidelity_gpu.yaml", frontend_lines),
     "04_serving_fidelity": ("params/04_serving/fidelity_gpu.yaml", serving_fidelity_lines),
 }
 

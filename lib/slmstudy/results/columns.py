@@ -224,6 +224,9 @@ COLUMNS: dict[str, Column] = {
     "final_tok_s": Column("AsyncLLM, final only", "tok/s", "front-end A/B: AsyncLLM with final outputs only", (A,)),
     "llm_tok_s": Column("LLM.generate", "tok/s", "front-end A/B: one LLM.generate call over the batch, as vllm "
                         "bench latency times it", (A,)),
+    "llm_min_tok_s": Column("LLM.generate, slowest run", "tok/s", "front-end A/B: the slowest of LLM.generate's "
+                            "runs of this batch in one process (the host's own spread)", (A,)),
+    "llm_max_tok_s": Column("LLM.generate, fastest run", "tok/s", "the fastest of those runs", (A,)),
     "stream_vs_llm_pct": Column("streamed vs LLM", "%", "(streamed / LLM.generate - 1) per pair, mean over pairs: "
                                 "the cross-check's comparison inside one process", (A,)),
     "stream_vs_llm_ci95": Column("streamed vs LLM, 95% CI", "%", "Student's t over the pairs", (A,)),
