@@ -72,6 +72,13 @@ def test_same_faster_and_not_comparable(tmp_path):
     other_len = compare.compare_folders(a, _run_folder(tmp_path, "e", base, input_len=64))
     assert other_len.differing == ["workload.input_len (128 vs 64)"]
     assert compare.sentence(other_len).startswith("Not comparable")
+    # the front-end A/B runs engines of its own: a run that adds it measured the same points
+    ab = _run_folder(tmp_path, "f", [401.0, 399, 400, 402, 398])
+    pf = yaml.safe_load((ab / "params.yaml").read_text())
+    pf["params"]["frontend_check"] = {"batch_sizes": [1], "pairs": 12, "memory_share": 0.4}
+    (ab / "params.yaml").write_text(yaml.safe_dump(pf))
+    with_ab = compare.compare_folders(a, ab)
+    assert with_ab.comparable and with_ab.differing == [] and set(with_ab.rows["verdict"]) == {"same"}
 
 
 def test_comparison_names_the_commits_that_measured_each_side(tmp_path):

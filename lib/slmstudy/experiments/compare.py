@@ -68,8 +68,9 @@ CONFIG_METRICS = {"weights_gib": "neutral", "kv_cache_gib": "neutral", "peak_dev
 # and the cross-check's own settings; the idle window before each configuration
 # (it adds the above-idle energy columns, which a run without it simply lacks).
 # The step anatomy too: its profiled windows run after the measured points, on the same
-# engine. A difference elsewhere makes rows not comparable.
-IGNORED_PARAMS = {"telemetry.interval_ms", "telemetry.idle_baseline_s", "config_timeout_s", "engine.start_timeout_s", "bench_latency",
+# engine; and the front-end A/B, which has engines of its own. A difference elsewhere makes
+# rows not comparable.
+IGNORED_PARAMS = {"frontend_check", "telemetry.interval_ms", "telemetry.idle_baseline_s", "config_timeout_s", "engine.start_timeout_s", "bench_latency",
                   "telemetry_overhead", "request_timeout_s", "models", "precisions", "workload.batch_sizes",
                   "workload.repetitions", "repetitions", "points", "closed_loop.concurrency", "open_loop.rates",
                   "cold_start", "agreement", "baseline", "weights_paths", "anatomy", "where_supported"}
