@@ -90,8 +90,11 @@ class FrontendCheck(Frozen):
     ``generate`` ``vllm bench latency`` times. Runs of the same batch rotate
     through three modes (``stream``: our measured path, every token streamed and
     timed; ``final``: ``AsyncLLM`` with final outputs only; ``llm``: one
-    ``LLM.generate`` call), so the host's drift and its process-to-process spread
-    cancel and what each front end costs the host is left."""
+    ``LLM.generate`` call): both front ends share the host of the moment (no
+    process-to-process difference), and a slow drift falls on every mode alike.
+    What it cannot remove is the host's pace moving between runs seconds apart,
+    which the CI over the pairs carries (on the lent H100 as wide as the spread
+    between fresh processes: ``outputs/reference/h100/03_batch_scaling_frontends``)."""
 
     MODES: ClassVar[tuple[str, ...]] = ("stream", "final", "llm")
 
