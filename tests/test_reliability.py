@@ -26,7 +26,7 @@ from slmstudy.results import pool as pool_mod
 from slmstudy.results.pool import Pool
 
 ENGINE = pytest.mark.skipif(detect().engine_kind != "cpu", reason="tiny-model checks for the CPU engine")
-SMALL = ("models: [tiny-qwen2]\nbench_latency: {enabled: false}\nanatomy: null\n"
+SMALL = ("models: [tiny-qwen2]\nbench_latency: {enabled: false}\nanatomy: null\nfrontend_check: null\n"
          "workload: {input_len: 16, output_len: 8, batch_sizes: [2], repetitions: 2, warmup: 1}\n")
 
 
