@@ -128,7 +128,11 @@ async def run_batch_final(engine: Any, prompts: list[list[int]], output_len: int
 
     t0 = time.perf_counter()
     counts = await asyncio.gather(*(one(ids, f"{tag}-{i}-{uuid.uuid4().hex[:6]}") for i, ids in enumerate(prompts)))
-    wall = time.perf_counter() - t0
+    return final_result(list(counts), time.perf_counter() - t0, output_len)
+
+
+def final_result(counts: list[int], wall: float, output_len: int) -> dict[str, Any]:
+    """A final-outputs-only run's record from each request's token count and its wall time."""
     tokens = sum(counts)
     return {"wall_s": wall, "output_tokens": tokens, "output_tok_s": tokens / wall if wall > 0 else float("nan"),
             "short_outputs": sum(1 for n in counts if n != output_len)}

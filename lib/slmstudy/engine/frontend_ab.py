@@ -19,7 +19,7 @@ import itertools
 import time
 from typing import Any
 
-from .batches import prompt_ids, run_batch, run_batch_final, sampling
+from .batches import final_result, prompt_ids, run_batch, run_batch_final, sampling
 from .journal import Journal
 from .spec import FrontendCheck
 
@@ -57,10 +57,7 @@ def run_llm(llm: Any, prompts: list[list[int]], output_len: int, temperature: fl
     t0 = time.perf_counter()
     outs = llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in prompts], sp, use_tqdm=False)
     wall = time.perf_counter() - t0
-    counts = [len(o.outputs[0].token_ids) for o in outs]
-    tokens = sum(counts)
-    return {"wall_s": wall, "output_tokens": tokens, "output_tok_s": tokens / wall if wall > 0 else float("nan"),
-            "short_outputs": sum(1 for n in counts if n != output_len)}
+    return final_result([len(o.outputs[0].token_ids) for o in outs], wall, output_len)
 
 
 async def frontend_cost(engine: Any, kwargs: dict[str, Any], seed: int, check: FrontendCheck, vocab: int,

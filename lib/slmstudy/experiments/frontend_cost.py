@@ -19,19 +19,15 @@ from collections.abc import Callable
 import pandas as pd
 
 from .. import stats
+from ..engine.spec import FrontendCheck
+from . import harness_cost
 
-MODES = ("stream", "final", "llm")
+MODES = FrontendCheck.MODES
 SIDES = {"stream": "our streamed path", "final": "AsyncLLM with final outputs only"}
 
 
 def _wide(g: pd.DataFrame, value: str) -> pd.DataFrame:
-    """Pairs (index) by mode (columns stream, final, llm); pairs missing a mode dropped."""
-    if value not in g:
-        return pd.DataFrame(columns=list(MODES))
-    wide = g.pivot_table(index="pair", columns="mode", values=value)
-    if not set(MODES) <= set(wide.columns):
-        return pd.DataFrame(columns=list(MODES))
-    return wide[list(MODES)].dropna()
+    return harness_cost.paired(g, value, MODES)
 
 
 def _verdict(lo: float, hi: float, n: int, target_pct: float) -> str:

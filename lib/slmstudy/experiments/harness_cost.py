@@ -33,20 +33,20 @@ def _verdict(lo: float, hi: float, n: int, target_pct: float) -> str:
     return f"not settled at {target_pct:g}% by {n} pairs"
 
 
-def _paired(g: pd.DataFrame, value: str) -> pd.DataFrame:
-    """Pairs (index) by mode (columns stream, final) of one value; incomplete pairs dropped."""
+def paired(g: pd.DataFrame, value: str, modes: tuple[str, ...] = ("stream", "final")) -> pd.DataFrame:
+    """Pairs (index) by mode (columns ``modes``) of one value; pairs missing a mode dropped."""
     if value not in g:
-        return pd.DataFrame(columns=["stream", "final"])
+        return pd.DataFrame(columns=list(modes))
     wide = g.pivot_table(index="pair", columns="mode", values=value)
-    if not {"stream", "final"} <= set(wide.columns):
-        return pd.DataFrame(columns=["stream", "final"])
-    return wide.dropna(subset=["stream", "final"])
+    if not set(modes) <= set(wide.columns):
+        return pd.DataFrame(columns=list(modes))
+    return wide[list(modes)].dropna()
 
 
 def _delivery(g: pd.DataFrame, target_pct: float) -> dict[str, object]:
     """The delivery columns of one model and batch (NaN where the runs carry no core clock)."""
-    lag, wall, core = _paired(g, "lag_s"), _paired(g, "done_wall_s"), _paired(g, "core_wall_s")
-    cpu = _paired(g, "main_cpu_s")
+    lag, wall, core = paired(g, "lag_s"), paired(g, "done_wall_s"), paired(g, "core_wall_s")
+    cpu = paired(g, "main_cpu_s")
     pairs = lag.index.intersection(wall.index).intersection(core.index)
     if not len(pairs):
         return {"delivery_verdict": "not measured: no core clock in these runs"}
@@ -76,7 +76,7 @@ def rows(df: pd.DataFrame, target_pct: float) -> pd.DataFrame:
     core_wall_s, lag_s, main_cpu_s): one row per model and batch."""
     out = []
     for (model, batch), g in (df.groupby(["model", "batch"], sort=False) if not df.empty else []):
-        wide = _paired(g, "output_tok_s")
+        wide = paired(g, "output_tok_s")
         if wide.empty:
             continue
         slow = 100 * (wide["final"] - wide["stream"]) / wide["final"]

@@ -208,6 +208,13 @@ def anatomy_rows(job: EngineJob, records: list[dict[str, Any]]) -> tuple[pd.Data
     return pd.DataFrame(windows), (pd.concat(events, ignore_index=True) if events else pd.DataFrame())
 
 
+def _journaled(job: EngineJob, records: list[dict[str, Any]], kind: str, drop: tuple[str, ...] = ("type",),
+               need: str | None = None) -> pd.DataFrame:
+    """One row per journal record of ``kind`` (that has ``need``), labelled with the job."""
+    return pd.DataFrame([{**labels(job), **{k: v for k, v in r.items() if k not in drop}}
+                         for r in records if r["type"] == kind and (need is None or need in r)])
+
+
 def build(out: Path, job: EngineJob, result: RunResult) -> dict[str, pd.DataFrame]:
     """All tables of one engine job's folder."""
     records = journal_mod.read(out / "events.jsonl")
@@ -215,26 +222,11 @@ def build(out: Path, job: EngineJob, result: RunResult) -> dict[str, pd.DataFram
     log = (out / "engine.log").read_text(errors="replace") if (out / "engine.log").exists() else ""
     facts = energy.trace_facts(tel, *energy.idle_window(records))
     runs, requests = run_rows(job, records, tel, facts["idle_power_w"])  # type: ignore[arg-type]
-    point_errors = pd.DataFrame(
-        [{**labels(job), **{k: v for k, v in r.items() if k not in ("type", "traceback")}}
-         for r in records if r["type"] == "point_error"]
-    )
-    overhead = pd.DataFrame(
-        [{**labels(job), **{k: v for k, v in r.items() if k != "type"}}
-         for r in records if r["type"] == "overhead" and "telemetry" in r]
-    )
-    agreement = pd.DataFrame(
-        [{**labels(job), **{k: v for k, v in r.items() if k not in ("type", "t")}}
-         for r in records if r["type"] == "agreement"]
-    )
-    harness = pd.DataFrame(
-        [{**labels(job), **{k: v for k, v in r.items() if k != "type"}}
-         for r in records if r["type"] == "harness" and "mode" in r]
-    )
-    frontend = pd.DataFrame(
-        [{**labels(job), **{k: v for k, v in r.items() if k != "type"}}
-         for r in records if r["type"] == "frontend" and "mode" in r]
-    )
+    point_errors = _journaled(job, records, "point_error", drop=("type", "traceback"))
+    overhead = _journaled(job, records, "overhead", need="telemetry")
+    agreement = _journaled(job, records, "agreement", drop=("type", "t"))
+    harness = _journaled(job, records, "harness", need="mode")
+    frontend = _journaled(job, records, "frontend", need="mode")
     windows, events = anatomy_rows(job, records)
     return {
         "configs": pd.DataFrame([{**config_row(job, records, tel, log, result), **facts}]),
